@@ -1,0 +1,120 @@
+# 47Sentry build.  `make` builds everything into build/; `make test` runs
+# every test (kernel tests need root and BPF: they fail, not skip, under CI).
+
+BUILD    ?= build
+GEN      := $(BUILD)/gen
+CC       ?= cc
+CLANG    ?= clang
+BPFTOOL  ?= bpftool
+FLEX     ?= flex
+BISON    ?= bison
+ARCH_INC := /usr/include/$(shell $(CC) -dumpmachine)
+
+CSTD     := -std=c11 -D_GNU_SOURCE
+WARN     := -Wall -Wextra -Werror
+OPT      ?= -O2 -g
+SAN      ?=
+CFLAGS   := $(CSTD) $(WARN) $(OPT) $(SAN) -I. -I$(GEN) -MMD -MP
+LDLIBS   := -lbpf -lelf -lz -lcrypto
+LDFLAGS  := $(SAN)
+# Generated lexer/parser code is not ours to lint.
+GEN_CFLAGS := $(CSTD) -Wall -Werror -Wno-unused-function -Wno-sign-compare \
+              $(OPT) $(SAN) -I. -I$(GEN) -Icompiler -MMD -MP
+
+BPF_CFLAGS := -target bpf -O2 -g -Wall -Wextra -Werror -I. -I$(ARCH_INC) \
+              -D__BPF__ -mcpu=v3
+
+# ---- sources ---------------------------------------------------------------
+COMPILER_SRC := $(filter-out compiler/main.c,$(wildcard compiler/*.c))
+COMPILER_OBJ := $(COMPILER_SRC:%.c=$(BUILD)/%.o) \
+                $(GEN)/sentry.tab.o $(GEN)/sentry.lex.o
+RUNTIME_SRC  := $(filter-out runtime/sentryd.c runtime/sentryctl.c,$(wildcard runtime/*.c))
+RUNTIME_OBJ  := $(RUNTIME_SRC:%.c=$(BUILD)/%.o)
+BPF_SRC      := $(wildcard bpf/templates/*.bpf.c)
+BPF_OBJ      := $(BPF_SRC:bpf/templates/%.bpf.c=$(BUILD)/bpf/%.bpf.o)
+SKELS        := $(BPF_SRC:bpf/templates/%.bpf.c=$(GEN)/%.skel.h)
+
+LIBCOMPILER  := $(BUILD)/libsentry-compiler.a
+LIBRUNTIME   := $(BUILD)/libsentry-runtime.a
+
+TEST_C_SRC   := $(wildcard tests/unit/*.c tests/kernel/*.c tests/tools/*.c)
+TEST_BINS    := $(TEST_C_SRC:tests/%.c=$(BUILD)/tests/%)
+
+BINS := $(BUILD)/sentry-compile $(BUILD)/sentryd $(BUILD)/sentryctl
+
+.PHONY: all deps test test-unit test-golden test-kernel test-e2e demo \
+        clean golden-update check-root fmt-check
+all: $(BINS) $(BPF_OBJ) $(TEST_BINS)
+
+# ---- generated parser ------------------------------------------------------
+$(GEN)/sentry.tab.c $(GEN)/sentry.tab.h: grammar/sentry.y | $(GEN)
+	$(BISON) -Wall -Werror --defines=$(GEN)/sentry.tab.h -o $(GEN)/sentry.tab.c $<
+$(GEN)/sentry.lex.c $(GEN)/sentry.lex.h: grammar/sentry.l $(GEN)/sentry.tab.h | $(GEN)
+	$(FLEX) --header-file=$(GEN)/sentry.lex.h -o $(GEN)/sentry.lex.c $<
+$(GEN)/%.o: $(GEN)/%.c
+	$(CC) $(GEN_CFLAGS) -c -o $@ $<
+
+# The front end includes the generated headers.
+$(COMPILER_SRC:%.c=$(BUILD)/%.o): $(GEN)/sentry.tab.h $(GEN)/sentry.lex.h
+
+# ---- BPF ---------------------------------------------------------------------
+$(BUILD)/bpf/%.bpf.o: bpf/templates/%.bpf.c bpf/sentry_abi.h | $(BUILD)/bpf
+	$(CLANG) $(BPF_CFLAGS) -c -o $@ $<
+$(GEN)/%.skel.h: $(BUILD)/bpf/%.bpf.o | $(GEN)
+	$(BPFTOOL) gen skeleton $< name $(subst -,_,$*) > $@.tmp && mv $@.tmp $@
+$(RUNTIME_OBJ): $(SKELS)
+
+# ---- userspace ---------------------------------------------------------------
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+$(LIBCOMPILER): $(COMPILER_OBJ)
+	$(AR) rcs $@ $^
+$(LIBRUNTIME): $(RUNTIME_OBJ)
+	$(AR) rcs $@ $^
+
+$(BUILD)/sentry-compile: $(BUILD)/compiler/main.o $(LIBCOMPILER)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(BUILD)/sentryd: $(BUILD)/runtime/sentryd.o $(LIBRUNTIME) $(LIBCOMPILER)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(BUILD)/sentryctl: $(BUILD)/runtime/sentryctl.o $(LIBRUNTIME) $(LIBCOMPILER)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $(LIBRUNTIME) $(LIBCOMPILER)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(BUILD)/tests/%.o: tests/%.c $(SKELS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(GEN) $(BUILD)/bpf:
+	mkdir -p $@
+
+# ---- dependencies (Debian) ---------------------------------------------------
+deps:
+	./tools/install-deps.sh
+
+# ---- tests -------------------------------------------------------------------
+# `make test` is the one command the README and CI run.
+test: all
+	./tests/run-all.sh
+
+test-unit: all
+	./tests/run-all.sh unit
+test-golden: all
+	./tests/run-all.sh golden
+test-kernel: all
+	./tests/run-all.sh kernel
+test-e2e: all
+	./tests/run-all.sh e2e
+
+# Rewrite expected golden outputs from the current build (review the diff!).
+golden-update: all
+	UPDATE=1 ./tests/golden/run.sh
+
+# ---- demo --------------------------------------------------------------------
+demo: all
+	./tools/demo.sh
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

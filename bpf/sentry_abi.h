@@ -1,0 +1,128 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The one header shared by the XDP program and every userspace component.
+ *
+ * Everything here crosses the kernel/user boundary or is written into the
+ * policy image, so every type is fixed-width, padding is explicit and sizes
+ * are asserted.  Change SN_ABI_VERSION whenever a layout or a meaning here
+ * changes: sentryd refuses pinned state with another ABI version.
+ */
+#ifndef SENTRY_ABI_H
+#define SENTRY_ABI_H
+
+#ifdef __BPF__
+#include <linux/types.h>
+typedef __u8 sn_u8;
+typedef __u16 sn_u16;
+typedef __u32 sn_u32;
+typedef __u64 sn_u64;
+#else
+#include <stdint.h>
+typedef uint8_t sn_u8;
+typedef uint16_t sn_u16;
+typedef uint32_t sn_u32;
+typedef uint64_t sn_u64;
+#endif
+
+#define SN_ABI_VERSION 1u
+
+/* Verdicts as the policy states them; the program maps them to XDP actions. */
+enum sn_verdict {
+	SN_VERDICT_ALLOW = 1,
+	SN_VERDICT_BLOCK = 2,
+};
+
+/*
+ * Rule ids index the per-rule counters.  The first ids are pseudo-rules so
+ * that every packet is attributed to exactly one counter, including packets
+ * no policy rule decided.
+ */
+enum sn_pseudo_rule {
+	SN_RULE_DEFAULT_V4 = 0, /* no rule matched an IPv4 packet */
+	SN_RULE_DEFAULT_V6 = 1, /* no rule matched an IPv6 packet */
+	SN_RULE_NON_IP = 2,     /* not IPv4/IPv6: passed (SPEC.md) */
+	SN_RULE_MALFORMED = 3,  /* truncated/invalid headers: dropped */
+	SN_RULE_FIRST = 4,      /* first id of a policy rule */
+};
+
+/*
+ * L4 "port tables": protocols whose destination port the policy can match.
+ * A packet of such a protocol gets its L4 class from sn_ports, every other
+ * packet (and every non-first fragment) from sn_proto.l4_noport.
+ */
+enum sn_port_table {
+	SN_PORT_TABLE_NONE = 0,
+	SN_PORT_TABLE_TCP = 1,
+	SN_PORT_TABLE_UDP = 2,
+	SN_PORT_TABLES = 2,
+};
+#define SN_PORTS_PER_TABLE 65536u
+
+/* Parser bounds (SPEC.md, "Packet classes"). */
+#define SN_MAX_VLAN_TAGS 2
+#define SN_MAX_IPV6_EXT_HDRS 8
+
+/* Key of the IPv4 LPM trie (layout fixed by BPF_MAP_TYPE_LPM_TRIE). */
+struct sn_lpm_v4_key {
+	sn_u32 prefixlen;
+	sn_u8 addr[4];
+};
+
+/* Key of the IPv6 LPM trie. */
+struct sn_lpm_v6_key {
+	sn_u32 prefixlen;
+	sn_u8 addr[16];
+};
+
+/* sn_proto value, indexed by IP protocol number (IPv6: final next header). */
+struct sn_proto_entry {
+	sn_u32 l4_noport;  /* L4 class when the port is not consulted */
+	sn_u32 port_table; /* enum sn_port_table */
+};
+
+/*
+ * sn_decisions value, indexed by src_class * l4_stride + l4_class: which
+ * rule decides and what it says.
+ */
+struct sn_decision {
+	sn_u32 rule_id;
+	sn_u8 verdict; /* enum sn_verdict */
+	sn_u8 flags;   /* reserved for rate-limit/SYN stages, 0 today */
+	sn_u16 pad;
+};
+
+/* sn_counters value (per-CPU), indexed by rule id. */
+struct sn_counter {
+	sn_u64 packets;
+	sn_u64 bytes;
+};
+
+enum sn_attach_mode {
+	SN_ATTACH_NATIVE = 1,
+	SN_ATTACH_GENERIC = 2,
+};
+
+/*
+ * sn_meta[0]: written by sentryd, read by sentryctl without the daemon.
+ * The program never reads it.
+ */
+struct sn_meta {
+	sn_u32 abi_version;
+	sn_u32 attach_mode;   /* enum sn_attach_mode */
+	sn_u32 ifindex;
+	sn_u32 n_rules;       /* rule ids in use, pseudo-rules included */
+	sn_u64 applied_at_ns; /* CLOCK_REALTIME of the last apply */
+	sn_u8 checksum[32];   /* SHA-256 of the applied policy image */
+	char ifname[16];
+};
+
+#define SN_ASSERT_SIZE(type, size) \
+	_Static_assert(sizeof(type) == (size), "ABI size of " #type)
+SN_ASSERT_SIZE(struct sn_lpm_v4_key, 8);
+SN_ASSERT_SIZE(struct sn_lpm_v6_key, 20);
+SN_ASSERT_SIZE(struct sn_proto_entry, 8);
+SN_ASSERT_SIZE(struct sn_decision, 8);
+SN_ASSERT_SIZE(struct sn_counter, 16);
+SN_ASSERT_SIZE(struct sn_meta, 80);
+
+#endif /* SENTRY_ABI_H */
