@@ -123,6 +123,6 @@ SN_ASSERT_SIZE(struct sn_lpm_v6_key, 20);
 SN_ASSERT_SIZE(struct sn_proto_entry, 8);
 SN_ASSERT_SIZE(struct sn_decision, 8);
 SN_ASSERT_SIZE(struct sn_counter, 16);
-SN_ASSERT_SIZE(struct sn_meta, 80);
+SN_ASSERT_SIZE(struct sn_meta, 72);
 
 #endif /* SENTRY_ABI_H */
