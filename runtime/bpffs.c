@@ -1,0 +1,87 @@
+/* bpffs mount and checks (bpffs.h). */
+#include "bpffs.h"
+
+#include <errno.h>
+#include <linux/magic.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+
+#include "state.h"
+
+static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
+{
+	if (err && errlen) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return rc;
+}
+
+int sn_bpffs_check(const char *path)
+{
+	struct statfs sfs;
+	if (statfs(path, &sfs) != 0)
+		return -errno;
+	return sfs.f_type == BPF_FS_MAGIC;
+}
+
+static bool under_default_mount(const char *path)
+{
+	size_t n = strlen(SN_BPFFS_MOUNT);
+	return strncmp(path, SN_BPFFS_MOUNT, n) == 0 &&
+	       (path[n] == '\0' || path[n] == '/');
+}
+
+/* Unknown (no /proc, no permission) counts as not private. */
+static bool mntns_is_private(void)
+{
+	struct stat self, init;
+	if (stat("/proc/self/ns/mnt", &self) != 0 ||
+	    stat("/proc/1/ns/mnt", &init) != 0)
+		return false;
+	return self.st_ino != init.st_ino || self.st_dev != init.st_dev;
+}
+
+int sn_bpffs_prepare(const char *pin_root, struct sn_bpffs_info *info,
+		     char *err, size_t errlen)
+{
+	struct sn_bpffs_info local = { .private_mntns = mntns_is_private() };
+	int rc;
+
+	if (pin_root[0] != '/')
+		return fail(err, errlen, -EINVAL,
+			    "pin root %s is not an absolute path", pin_root);
+	if (under_default_mount(pin_root) &&
+	    sn_bpffs_check(SN_BPFFS_MOUNT) != 1) {
+		if (mount("bpf", SN_BPFFS_MOUNT, "bpf", 0, "mode=0700") != 0) {
+			rc = -errno;
+			return fail(err, errlen, rc,
+				    "cannot mount bpffs at %s: %s",
+				    SN_BPFFS_MOUNT, strerror(-rc));
+		}
+		local.mounted = true;
+	}
+	rc = sn_mkdir_p(pin_root);
+	if (rc)
+		return fail(err, errlen, rc, "cannot create pin root %s: %s",
+			    pin_root, strerror(-rc));
+	rc = sn_bpffs_check(pin_root);
+	if (rc < 0)
+		return fail(err, errlen, rc, "%s: %s", pin_root,
+			    strerror(-rc));
+	if (rc == 0)
+		return fail(err, errlen, -EINVAL,
+			    "pin root %s is not on a bpffs (mount -t bpf bpf "
+			    "<dir>)", pin_root);
+	if (info)
+		*info = local;
+	return 0;
+}

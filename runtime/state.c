@@ -1,0 +1,213 @@
+/* Per-interface state directory: paths and the saved image (state.h). */
+#include "state.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Linux IFNAMSIZ is 16 including the NUL. */
+#define SN_IFNAME_MAX 15
+
+static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
+{
+	if (err && errlen) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return rc;
+}
+
+int sn_ifname_check(const char *ifname)
+{
+	size_t n = strnlen(ifname, SN_IFNAME_MAX + 1);
+	if (n == 0 || n > SN_IFNAME_MAX)
+		return -EINVAL;
+	if (strchr(ifname, '/') || strcmp(ifname, ".") == 0 ||
+	    strcmp(ifname, "..") == 0)
+		return -EINVAL;
+	return 0;
+}
+
+int sn_path_join(char *out, size_t len, const char *dir, const char *name)
+{
+	int n = snprintf(out, len, "%s/%s", dir, name);
+	if (n < 0 || (size_t)n >= len)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+int sn_mkdir_p(const char *path)
+{
+	char buf[4096];
+	size_t n = strlen(path);
+	if (n == 0 || n >= sizeof(buf))
+		return n ? -ENAMETOOLONG : -EINVAL;
+	memcpy(buf, path, n + 1);
+	/* Create each prefix in turn; the loop is bounded by the length. */
+	for (size_t i = 1; i <= n; i++) {
+		if (buf[i] != '/' && buf[i] != '\0')
+			continue;
+		char saved = buf[i];
+		buf[i] = '\0';
+		if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+			return -errno;
+		buf[i] = saved;
+	}
+	struct stat st;
+	if (stat(path, &st) != 0)
+		return -errno;
+	return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
+}
+
+static int write_all(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+	while (len) {
+		ssize_t w = write(fd, p, len);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += w;
+		len -= (size_t)w;
+	}
+	return 0;
+}
+
+int sn_state_save_image(const char *state_dir, const char *ifname,
+			struct sn_image *image, char *err, size_t errlen)
+{
+	char dir[4096], path[4096], tmp[4096];
+	int rc;
+
+	if (sn_ifname_check(ifname))
+		return fail(err, errlen, -EINVAL, "invalid interface name");
+	if (sn_path_join(dir, sizeof(dir), state_dir, ifname) ||
+	    sn_path_join(path, sizeof(path), dir, SN_STATE_IMAGE_NAME) ||
+	    sn_path_join(tmp, sizeof(tmp), dir, SN_STATE_IMAGE_NAME ".XXXXXX"))
+		return fail(err, errlen, -ENAMETOOLONG, "state path too long");
+	rc = sn_mkdir_p(dir);
+	if (rc)
+		return fail(err, errlen, rc, "cannot create %s: %s", dir,
+			    strerror(-rc));
+
+	void *buf = NULL;
+	size_t len = 0;
+	rc = sn_image_serialize(image, &buf, &len);
+	if (rc)
+		return fail(err, errlen, rc, "cannot serialise the image: %s",
+			    strerror(-rc));
+
+	int fd = mkstemp(tmp);
+	if (fd < 0) {
+		rc = -errno;
+		free(buf);
+		return fail(err, errlen, rc, "cannot create %s: %s", tmp,
+			    strerror(-rc));
+	}
+	rc = write_all(fd, buf, len);
+	free(buf);
+	if (!rc && fchmod(fd, 0644) != 0)
+		rc = -errno;
+	if (!rc && fsync(fd) != 0)
+		rc = -errno;
+	if (close(fd) != 0 && !rc)
+		rc = -errno;
+	if (!rc && rename(tmp, path) != 0)
+		rc = -errno;
+	if (rc) {
+		unlink(tmp);
+		return fail(err, errlen, rc, "cannot write %s: %s", path,
+			    strerror(-rc));
+	}
+	/* The rename is durable only once the directory entry is. */
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0) {
+		if (fsync(dfd) != 0)
+			rc = -errno;
+		close(dfd);
+	}
+	if (rc)
+		return fail(err, errlen, rc, "cannot sync %s: %s", dir,
+			    strerror(-rc));
+	return 0;
+}
+
+int sn_state_load_image(const char *state_dir, const char *ifname,
+			struct sn_arena *arena, struct sn_image **out,
+			char *err, size_t errlen)
+{
+	char dir[4096], path[4096];
+	if (sn_ifname_check(ifname))
+		return fail(err, errlen, -EINVAL, "invalid interface name");
+	if (sn_path_join(dir, sizeof(dir), state_dir, ifname) ||
+	    sn_path_join(path, sizeof(path), dir, SN_STATE_IMAGE_NAME))
+		return fail(err, errlen, -ENAMETOOLONG, "state path too long");
+	if (access(path, R_OK) != 0) {
+		int rc = -errno;
+		return fail(err, errlen, rc, "%s: %s", path, strerror(-rc));
+	}
+	char why[256] = "";
+	int rc = sn_image_read_file(path, arena, out, why, sizeof(why));
+	if (rc)
+		return fail(err, errlen, rc, "%s: %s", path,
+			    why[0] ? why : strerror(-rc));
+	return 0;
+}
+
+/* Only what sentryd writes is ours to delete: the image and temporaries. */
+static bool is_state_file(const char *name)
+{
+	size_t n = strlen(SN_STATE_IMAGE_NAME);
+	return strncmp(name, SN_STATE_IMAGE_NAME, n) == 0 &&
+	       (name[n] == '\0' || name[n] == '.');
+}
+
+int sn_state_remove(const char *state_dir, const char *ifname, char *err,
+		    size_t errlen)
+{
+	char dir[4096], path[4096];
+	if (sn_ifname_check(ifname))
+		return fail(err, errlen, -EINVAL, "invalid interface name");
+	if (sn_path_join(dir, sizeof(dir), state_dir, ifname))
+		return fail(err, errlen, -ENAMETOOLONG, "state path too long");
+
+	DIR *d = opendir(dir);
+	if (!d) {
+		int rc = -errno;
+		if (rc == -ENOENT)
+			return rc;
+		return fail(err, errlen, rc, "%s: %s", dir, strerror(-rc));
+	}
+	int rc = 0;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		if (!is_state_file(e->d_name))
+			continue;
+		if (sn_path_join(path, sizeof(path), dir, e->d_name)) {
+			rc = -ENAMETOOLONG;
+			continue;
+		}
+		if (unlink(path) != 0 && errno != ENOENT && !rc)
+			rc = -errno;
+	}
+	closedir(d);
+	if (!rc && rmdir(dir) != 0)
+		rc = -errno;
+	if (rc)
+		return fail(err, errlen, rc, "cannot remove %s: %s", dir,
+			    strerror(-rc));
+	return 0;
+}
