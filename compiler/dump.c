@@ -1,0 +1,228 @@
+/*
+ * Human and machine renderings of a compiled image: `--dump ir` (text for
+ * people and golden tests), `--dump json` (for tools), `--dump constants`
+ * (the generated BPF constants as a C header).
+ */
+#include "dump.h"
+
+#include <stdlib.h>
+
+#include "addr.h"
+
+static const char *verdict_name(uint8_t v)
+{
+	return v == SN_VERDICT_BLOCK ? "block" : v == SN_VERDICT_ALLOW ? "allow" : "?";
+}
+
+static const char *table_name(unsigned t)
+{
+	return t == SN_PORT_TABLE_TCP ? "tcp" : t == SN_PORT_TABLE_UDP ? "udp" : "none";
+}
+
+static void proto_name(int16_t proto, char *buf, size_t n)
+{
+	switch (proto) {
+	case SN_PROTO_ANY:
+		snprintf(buf, n, "other");
+		break;
+	case SN_PROTO_TCP:
+		snprintf(buf, n, "tcp");
+		break;
+	case SN_PROTO_UDP:
+		snprintf(buf, n, "udp");
+		break;
+	case SN_PROTO_ICMP:
+		snprintf(buf, n, "icmp");
+		break;
+	case SN_PROTO_ICMPV6:
+		snprintf(buf, n, "icmpv6");
+		break;
+	default:
+		snprintf(buf, n, "proto %d", proto);
+	}
+}
+
+static void l4_describe(const struct sn_l4_class *c, char *buf, size_t n)
+{
+	char p[16];
+
+	proto_name(c->proto, p, sizeof(p));
+	if (c->proto == SN_PROTO_ANY)
+		snprintf(buf, n, "protocols no rule names");
+	else if (c->noport)
+		snprintf(buf, n, "%s without port (non-first fragment)", p);
+	else if (c->port_table)
+		snprintf(buf, n, "%s port %u-%u", p, c->lo, c->hi);
+	else
+		snprintf(buf, n, "%s", p);
+}
+
+static void rule_location(const struct sn_image_rule *r, char *buf, size_t n)
+{
+	if (r->file[0])
+		snprintf(buf, n, "%s:%u:%u", r->file, r->line, r->col);
+	else
+		snprintf(buf, n, "-");
+}
+
+void sn_dump_ir(FILE *out, const struct sn_image *img)
+{
+	char buf[256], loc[256];
+
+	fprintf(out, "rules (%u):\n", img->n_rules);
+	for (uint32_t i = 0; i < img->n_rules; i++) {
+		const struct sn_image_rule *r = &img->rules[i];
+
+		rule_location(r, loc, sizeof(loc));
+		fprintf(out, "  #%-3u %-5s %-6s %-40s %s\n", r->id,
+			verdict_name(r->verdict),
+			r->tier == SN_TIER_ALWAYS ? "always" : "", r->text, loc);
+	}
+	fprintf(out, "l4 classes (%u, stride %u):\n", img->n_l4,
+		img->constants.l4_stride);
+	for (uint32_t i = 0; i < img->n_l4; i++) {
+		l4_describe(&img->l4[i], buf, sizeof(buf));
+		fprintf(out, "  L%-3u %s\n", i, buf);
+	}
+	fprintf(out, "source classes (%u):\n", img->n_classes);
+	for (uint32_t c = 0; c < img->n_classes; c++) {
+		fprintf(out, "  C%-3u", c);
+		for (uint32_t l = 0; l < img->n_l4; l++) {
+			const struct sn_decision *d =
+				&img->decisions[(size_t)c * img->constants.l4_stride + l];
+
+			fprintf(out, " L%u:#%u:%s", l, d->rule_id,
+				verdict_name(d->verdict));
+		}
+		fputc('\n', out);
+	}
+	fprintf(out, "ipv4 prefixes (%zu):\n", img->n_v4);
+	for (size_t i = 0; i < img->n_v4; i++) {
+		sn_prefix_format(&img->v4[i].prefix, buf, sizeof(buf));
+		fprintf(out, "  %-43s C%u\n", buf, img->v4[i].class_id);
+	}
+	fprintf(out, "ipv6 prefixes (%zu):\n", img->n_v6);
+	for (size_t i = 0; i < img->n_v6; i++) {
+		sn_prefix_format(&img->v6[i].prefix, buf, sizeof(buf));
+		fprintf(out, "  %-43s C%u\n", buf, img->v6[i].class_id);
+	}
+}
+
+static void json_str(FILE *out, const char *s)
+{
+	fputc('"', out);
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if (*p == '"' || *p == '\\')
+			fprintf(out, "\\%c", *p);
+		else if (*p < 0x20)
+			fprintf(out, "\\u%04x", *p);
+		else
+			fputc(*p, out);
+	}
+	fputc('"', out);
+}
+
+static void json_prefixes(FILE *out, const struct sn_class_prefix *v, size_t n)
+{
+	char buf[64];
+
+	fputc('[', out);
+	for (size_t i = 0; i < n; i++) {
+		sn_prefix_format(&v[i].prefix, buf, sizeof(buf));
+		fprintf(out, "%s\n      {\"prefix\": \"%s\", \"class\": %u}",
+			i ? "," : "", buf, v[i].class_id);
+	}
+	fprintf(out, "%s]", n ? "\n    " : "");
+}
+
+void sn_dump_json(FILE *out, const struct sn_image *img)
+{
+	char sum[65], p[16];
+
+	sn_checksum_hex(img->checksum, sum);
+	fprintf(out, "{\n  \"format\": \"47sentry-policy-image\",\n");
+	fprintf(out, "  \"image_version\": %u,\n  \"abi_version\": %u,\n",
+		SN_IMAGE_VERSION, img->constants.abi_version);
+	fprintf(out, "  \"checksum\": \"sha256:%s\",\n", sum);
+	fprintf(out, "  \"constants\": {\"l4_stride\": %u, \"port_tables\": %u},\n",
+		img->constants.l4_stride, img->constants.port_tables);
+	fprintf(out, "  \"rules\": [");
+	for (uint32_t i = 0; i < img->n_rules; i++) {
+		const struct sn_image_rule *r = &img->rules[i];
+
+		proto_name(r->proto, p, sizeof(p));
+		fprintf(out, "%s\n    {\"id\": %u, \"verdict\": \"%s\", \"tier\": \"%s\", "
+			"\"pseudo\": %s, \"text\": ",
+			i ? "," : "", r->id, verdict_name(r->verdict),
+			r->tier == SN_TIER_ALWAYS ? "always" : "normal",
+			r->id < SN_RULE_FIRST ? "true" : "false");
+		json_str(out, r->text);
+		if (r->file[0]) {
+			fprintf(out, ", \"location\": {\"file\": ");
+			json_str(out, r->file);
+			fprintf(out, ", \"line\": %u, \"col\": %u}", r->line, r->col);
+		}
+		fputc('}', out);
+	}
+	fprintf(out, "\n  ],\n  \"l4_classes\": [");
+	for (uint32_t i = 0; i < img->n_l4; i++) {
+		const struct sn_l4_class *c = &img->l4[i];
+
+		proto_name(c->proto, p, sizeof(p));
+		fprintf(out, "%s\n    {\"id\": %u, \"proto\": \"%s\"", i ? "," : "",
+			i, p);
+		if (c->noport)
+			fprintf(out, ", \"port\": \"none\"");
+		else if (c->port_table)
+			fprintf(out, ", \"ports\": [%u, %u]", c->lo, c->hi);
+		fputc('}', out);
+	}
+	fprintf(out, "\n  ],\n  \"port_runs\": [");
+	for (size_t i = 0; i < img->n_port_runs; i++) {
+		const struct sn_port_run *r = &img->port_runs[i];
+
+		fprintf(out, "%s\n    {\"table\": \"%s\", \"ports\": [%u, %u], "
+			"\"l4_class\": %u}",
+			i ? "," : "", table_name(r->table), r->lo, r->hi, r->l4_class);
+	}
+	fprintf(out, "%s],\n  \"source_classes\": [", img->n_port_runs ? "\n  " : "");
+	for (uint32_t c = 0; c < img->n_classes; c++) {
+		fprintf(out, "%s\n    {\"id\": %u, \"decisions\": [", c ? "," : "", c);
+		for (uint32_t l = 0; l < img->n_l4; l++) {
+			const struct sn_decision *d =
+				&img->decisions[(size_t)c * img->constants.l4_stride + l];
+
+			fprintf(out, "%s{\"l4_class\": %u, \"rule\": %u, \"verdict\": \"%s\"}",
+				l ? ", " : "", l, d->rule_id, verdict_name(d->verdict));
+		}
+		fprintf(out, "]}");
+	}
+	fprintf(out, "\n  ],\n  \"prefixes\": {\n    \"ipv4\": ");
+	json_prefixes(out, img->v4, img->n_v4);
+	fprintf(out, ",\n    \"ipv6\": ");
+	json_prefixes(out, img->v6, img->n_v6);
+	fprintf(out, "\n  }\n}\n");
+}
+
+void sn_dump_constants(FILE *out, const struct sn_image *img,
+		       const char *source)
+{
+	char sum[65];
+
+	sn_checksum_hex(img->checksum, sum);
+	fprintf(out, "/* Generated by sentry-compile from %s. Do not edit. */\n",
+		source);
+	fprintf(out, "#ifndef SN_GENERATED_CONSTANTS_H\n");
+	fprintf(out, "#define SN_GENERATED_CONSTANTS_H\n");
+	fprintf(out, "#define SN_GEN_ABI_VERSION %uu\n", img->constants.abi_version);
+	fprintf(out, "#define SN_GEN_L4_STRIDE %uu\n", img->constants.l4_stride);
+	fprintf(out, "#define SN_GEN_PORT_TABLES 0x%xu\n",
+		img->constants.port_tables);
+	fprintf(out, "#define SN_GEN_L4_CLASSES %uu\n", img->n_l4);
+	fprintf(out, "#define SN_GEN_SOURCE_CLASSES %uu\n", img->n_classes);
+	fprintf(out, "#define SN_GEN_RULES %uu\n", img->n_rules);
+	fprintf(out, "#define SN_GEN_PREFIXES_V4 %zuu\n", img->n_v4);
+	fprintf(out, "#define SN_GEN_PREFIXES_V6 %zuu\n", img->n_v6);
+	fprintf(out, "#define SN_GEN_POLICY_SHA256 \"%s\"\n", sum);
+	fprintf(out, "#endif\n");
+}

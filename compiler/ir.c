@@ -1,0 +1,513 @@
+/*
+ * The image builder: turns the resolved rules into the decision structure
+ * the data plane walks in constant time (SPEC.md, "Compilation model").
+ *
+ * For a packet, the rules that can apply are those whose source prefix
+ * contains the source address.  Policy prefixes nest, so the applicable
+ * rules of an address are those of its longest matching policy prefix and
+ * of that prefix's ancestors.  We therefore walk each family's prefixes as
+ * a containment tree, compute for every prefix the winning rule for every
+ * L4 class (a "decision row"), and intern identical rows as one source
+ * class.  The data plane needs one LPM lookup for the class, two array
+ * lookups for the L4 class and one array lookup for the decision.
+ *
+ * A prefix whose row equals its parent's adds nothing: the LPM lookup
+ * without it lands on the parent, so it is left out of the image.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "addr.h"
+#include "compile.h"
+#include "image.h"
+#include "l4class.h"
+
+#define SN_MAX_DECISIONS (1u << 22) /* 32 MiB of decision table */
+#define SN_MAX_CONFLICTS_REPORTED 64
+
+/* One written source prefix of one rule, sorted into the containment walk. */
+struct entry {
+	struct sn_prefix prefix;
+	uint32_t rule; /* index into policy->rules */
+	uint32_t src;  /* index into that rule's srcs */
+};
+
+/*
+ * The best rule so far for one L4 class.  key orders candidates: the
+ * override tier first, then prefix length, then L4 specificity; 0 is "no
+ * rule" (the family default).
+ */
+struct cand {
+	uint32_t key;
+	uint32_t rule_id;
+	uint32_t entry; /* entry that set it, for conflict locations */
+	uint8_t verdict;
+};
+
+static uint32_t cand_key(int tier, int len, int spec)
+{
+	return (uint32_t)tier << 16 | (uint32_t)(len + 1) << 8 |
+	       (uint32_t)(spec + 1);
+}
+
+/* Interned decision rows: row i lives at rows[i * stride]. */
+struct row_table {
+	struct sn_decision *rows;
+	uint32_t n, cap;
+	uint32_t stride, width; /* width: used columns (n_l4) */
+	uint32_t *slots;        /* open addressing: class id + 1, 0 empty */
+	uint32_t n_slots;
+};
+
+static uint64_t row_hash(const struct sn_decision *row, uint32_t width)
+{
+	uint64_t h = 1469598103934665603ull;
+
+	for (uint32_t i = 0; i < width; i++) {
+		h ^= row[i].rule_id;
+		h *= 1099511628211ull;
+	}
+	return h ^ (h >> 29);
+}
+
+static int rows_grow_slots(struct row_table *t)
+{
+	uint32_t n = t->n_slots ? t->n_slots * 2 : 64;
+	uint32_t *s = calloc(n, sizeof(*s));
+
+	if (!s)
+		return -ENOMEM;
+	for (uint32_t c = 0; c < t->n; c++) {
+		uint64_t h = row_hash(&t->rows[(size_t)c * t->stride], t->width);
+		uint32_t i = (uint32_t)h & (n - 1);
+
+		while (s[i])
+			i = (i + 1) & (n - 1);
+		s[i] = c + 1;
+	}
+	free(t->slots);
+	t->slots = s;
+	t->n_slots = n;
+	return 0;
+}
+
+/* Class id of row (adding it when new), or a negative errno. */
+static long rows_intern(struct row_table *t, const struct sn_decision *row)
+{
+	if (t->n + 1 > t->n_slots / 2) {
+		int rc = rows_grow_slots(t);
+
+		if (rc)
+			return rc;
+	}
+	uint64_t h = row_hash(row, t->width);
+	uint32_t i = (uint32_t)h & (t->n_slots - 1);
+
+	while (t->slots[i]) {
+		uint32_t c = t->slots[i] - 1;
+
+		if (!memcmp(&t->rows[(size_t)c * t->stride], row,
+			    t->width * sizeof(*row)))
+			return c;
+		i = (i + 1) & (t->n_slots - 1);
+	}
+	if ((uint64_t)(t->n + 1) * t->stride > SN_MAX_DECISIONS)
+		return -E2BIG;
+	if (t->n == t->cap) {
+		uint32_t cap = t->cap ? t->cap * 2 : 16;
+		struct sn_decision *r =
+			realloc(t->rows, (size_t)cap * t->stride * sizeof(*r));
+
+		if (!r)
+			return -ENOMEM;
+		t->rows = r;
+		t->cap = cap;
+	}
+	struct sn_decision *dst = &t->rows[(size_t)t->n * t->stride];
+
+	memset(dst, 0, t->stride * sizeof(*dst));
+	memcpy(dst, row, t->width * sizeof(*row));
+	t->slots[i] = t->n + 1;
+	return t->n++;
+}
+
+/* Pairs of rules already reported as conflicting (report each once). */
+struct conflict_set {
+	uint64_t *v;
+	size_t n, cap;
+};
+
+static bool conflict_seen(struct conflict_set *s, uint32_t a, uint32_t b)
+{
+	uint64_t k = a < b ? (uint64_t)a << 32 | b : (uint64_t)b << 32 | a;
+
+	for (size_t i = 0; i < s->n; i++)
+		if (s->v[i] == k)
+			return true;
+	if (s->n == s->cap) {
+		size_t cap = s->cap ? s->cap * 2 : 16;
+		uint64_t *v = realloc(s->v, cap * sizeof(*v));
+
+		if (!v)
+			return true; /* out of memory: skip the report */
+		s->v = v;
+		s->cap = cap;
+	}
+	s->v[s->n++] = k;
+	return false;
+}
+
+struct builder {
+	struct sn_ctx *ctx;
+	const struct sn_policy *policy;
+	struct sn_l4_plan l4;
+	int8_t *spec;      /* spec[rule * n_l4 + class] */
+	struct row_table rows;
+	struct conflict_set conflicts;
+	size_t n_conflicts;
+};
+
+static int prefix_cmp(const struct sn_prefix *a, const struct sn_prefix *b)
+{
+	int c = memcmp(a->addr, b->addr, 16);
+
+	if (c)
+		return c;
+	return (int)a->len - (int)b->len;
+}
+
+static int entry_cmp(const void *pa, const void *pb)
+{
+	const struct entry *a = pa, *b = pb;
+	int c = prefix_cmp(&a->prefix, &b->prefix);
+
+	if (c)
+		return c;
+	return a->rule < b->rule ? -1 : a->rule > b->rule;
+}
+
+static void report_conflict(struct builder *b, const struct entry *ea,
+			    const struct entry *eb)
+{
+	const struct sn_rule *ra = &b->policy->rules[ea->rule];
+	const struct sn_rule *rb = &b->policy->rules[eb->rule];
+
+	if (conflict_seen(&b->conflicts, ra->id, rb->id))
+		return;
+	b->n_conflicts++;
+	if (b->n_conflicts > SN_MAX_CONFLICTS_REPORTED) {
+		/* Counted as errors all the same, so the run still fails. */
+		sn_diag_add(&b->ctx->diags, SN_SEV_ERROR, "E010",
+			    (struct sn_loc){ 0 }, "further conflict");
+		return;
+	}
+	/* Name the later rule; the earlier one is the note. */
+	const struct entry *first = ra->id < rb->id ? ea : eb;
+	const struct entry *second = ra->id < rb->id ? eb : ea;
+	const struct sn_rule *r1 = &b->policy->rules[first->rule];
+	const struct sn_rule *r2 = &b->policy->rules[second->rule];
+	struct sn_diag *d = sn_diag_add(
+		&b->ctx->diags, SN_SEV_ERROR, "E010", r2->srcs[second->src].loc,
+		"'%s' conflicts with '%s': same source prefix, equally specific "
+		"port match, different verdicts",
+		r2->text, r1->text);
+
+	sn_diag_note(&b->ctx->diags, d, r1->srcs[first->src].loc,
+		     "the other rule matches the same packets here");
+	sn_diag_hint(&b->ctx->diags, d,
+		     "make one rule more specific (longer prefix or a port), "
+		     "or use 'always' to state which one overrides");
+}
+
+/*
+ * Walk one family's prefixes in (address, length) order, which visits every
+ * ancestor before its descendants, keeping the chain of ancestors on a
+ * stack.  Emits the prefixes whose class differs from their parent's.
+ */
+static int build_family(struct builder *b, int family,
+			struct sn_class_prefix **out, size_t *n_out)
+{
+	const struct sn_policy *p = b->policy;
+	const uint32_t width = b->l4.n_classes;
+	const int maxlen = family == SN_FAMILY_V4 ? 32 : 128;
+	const struct sn_default *def =
+		family == SN_FAMILY_V4 ? &p->default_v4 : &p->default_v6;
+	const uint32_t def_rule =
+		family == SN_FAMILY_V4 ? SN_RULE_DEFAULT_V4 : SN_RULE_DEFAULT_V6;
+	size_t n = 0;
+	int rc = 0;
+
+	for (size_t i = 0; i < p->n_rules; i++)
+		for (size_t j = 0; j < p->rules[i].n_srcs; j++)
+			n += p->rules[i].srcs[j].prefix.family == family;
+
+	struct entry *e = malloc((n ? n : 1) * sizeof(*e));
+	/* One row of candidates per tree depth, plus the root's parent. */
+	struct cand *stack = calloc((size_t)(maxlen + 2) * width, sizeof(*stack));
+	struct sn_prefix *stack_pfx = calloc(maxlen + 2, sizeof(*stack_pfx));
+	uint32_t *stack_class = calloc(maxlen + 2, sizeof(*stack_class));
+	struct sn_decision *row = calloc(width, sizeof(*row));
+	struct sn_class_prefix *emitted = NULL;
+	size_t n_emitted = 0, cap_emitted = 0;
+
+	if (!e || !stack || !stack_pfx || !stack_class || !row) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	n = 0;
+	for (size_t i = 0; i < p->n_rules; i++)
+		for (size_t j = 0; j < p->rules[i].n_srcs; j++)
+			if (p->rules[i].srcs[j].prefix.family == family)
+				e[n++] = (struct entry){
+					.prefix = p->rules[i].srcs[j].prefix,
+					.rule = (uint32_t)i,
+					.src = (uint32_t)j,
+				};
+	qsort(e, n, sizeof(*e), entry_cmp);
+
+	/* Depth 0 of the stack is a virtual parent holding the defaults. */
+	for (uint32_t c = 0; c < width; c++)
+		stack[c] = (struct cand){ .key = 0, .rule_id = def_rule,
+					  .verdict = def->verdict };
+	int depth = 0;
+	size_t i = 0;
+	bool root_done = false;
+
+	while (i < n || !root_done) {
+		struct sn_prefix node = { .family = (uint8_t)family };
+		size_t g_begin = i, g_end = i;
+
+		/* The /0 root is always emitted so a lookup can never miss. */
+		if (root_done) {
+			node = e[i].prefix;
+			while (g_end < n && !prefix_cmp(&e[g_end].prefix, &node))
+				g_end++;
+		} else if (n && e[0].prefix.len == 0) {
+			while (g_end < n && e[g_end].prefix.len == 0)
+				g_end++;
+		}
+		while (depth > 1 && !sn_prefix_contains(&stack_pfx[depth], &node))
+			depth--;
+
+		struct cand *parent = &stack[(size_t)depth * width];
+		struct cand *own = &stack[(size_t)(depth + 1) * width];
+
+		memcpy(own, parent, width * sizeof(*own));
+		for (size_t k = g_begin; k < g_end; k++) {
+			const struct sn_rule *r = &p->rules[e[k].rule];
+			const int8_t *spec = &b->spec[(size_t)e[k].rule * width];
+
+			for (uint32_t c = 0; c < width; c++) {
+				if (spec[c] < 0)
+					continue;
+				uint32_t key = cand_key(r->tier, node.len, spec[c]);
+
+				if (key > own[c].key) {
+					own[c] = (struct cand){ key, r->id,
+								(uint32_t)k,
+								r->verdict };
+				} else if (key == own[c].key &&
+					   own[c].verdict != r->verdict) {
+					report_conflict(b, &e[own[c].entry], &e[k]);
+				}
+			}
+		}
+		for (uint32_t c = 0; c < width; c++)
+			row[c] = (struct sn_decision){ .rule_id = own[c].rule_id,
+						       .verdict = own[c].verdict };
+		long cls = rows_intern(&b->rows, row);
+
+		if (cls < 0) {
+			rc = (int)cls;
+			goto out;
+		}
+		depth++;
+		stack_pfx[depth] = node;
+		stack_class[depth] = (uint32_t)cls;
+		if (depth == 1 || stack_class[depth - 1] != (uint32_t)cls) {
+			if (n_emitted == cap_emitted) {
+				size_t cap = cap_emitted ? cap_emitted * 2 : 64;
+				void *v = realloc(emitted, cap * sizeof(*emitted));
+
+				if (!v) {
+					rc = -ENOMEM;
+					goto out;
+				}
+				emitted = v;
+				cap_emitted = cap;
+			}
+			emitted[n_emitted++] = (struct sn_class_prefix){
+				.prefix = node, .class_id = (uint32_t)cls };
+		}
+		root_done = true;
+		i = g_end;
+	}
+
+	*out = sn_arena_calloc(&b->ctx->arena, n_emitted, sizeof(**out));
+	if (!*out) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	memcpy(*out, emitted, n_emitted * sizeof(**out));
+	*n_out = n_emitted;
+out:
+	free(e);
+	free(stack);
+	free(stack_pfx);
+	free(stack_class);
+	free(row);
+	free(emitted);
+	return rc;
+}
+
+static uint32_t next_pow2(uint32_t v)
+{
+	uint32_t p = 1;
+
+	while (p < v)
+		p <<= 1;
+	return p;
+}
+
+static const char *verdict_word(uint8_t v)
+{
+	return v == SN_VERDICT_BLOCK ? "block" : "allow";
+}
+
+static int build_rules(struct builder *b, struct sn_image *img)
+{
+	const struct sn_policy *p = b->policy;
+	struct sn_arena *a = &b->ctx->arena;
+	uint32_t n = SN_RULE_FIRST + (uint32_t)p->n_rules;
+
+	img->rules = sn_arena_calloc(a, n, sizeof(*img->rules));
+	if (!img->rules)
+		return -ENOMEM;
+	img->n_rules = n;
+
+	const struct sn_default *defs[2] = { &p->default_v4, &p->default_v6 };
+
+	for (int f = 0; f < 2; f++) {
+		const struct sn_default *d = defs[f];
+		struct sn_image_rule *r = &img->rules[f];
+
+		*r = (struct sn_image_rule){
+			.id = (uint32_t)f,
+			.verdict = d->verdict,
+			.proto = SN_PROTO_ANY,
+			.file = d->written && d->loc.file ? d->loc.file : "",
+			.line = d->written ? d->loc.line : 0,
+			.col = d->written ? d->loc.col : 0,
+			.text = sn_arena_printf(a, "default %s %s%s",
+						f ? "ipv6" : "ipv4",
+						verdict_word(d->verdict),
+						d->written ? "" : " (implicit)"),
+		};
+	}
+	img->rules[SN_RULE_NON_IP] = (struct sn_image_rule){
+		.id = SN_RULE_NON_IP, .verdict = SN_VERDICT_ALLOW,
+		.proto = SN_PROTO_ANY, .file = "", .text = "non-IP traffic",
+	};
+	img->rules[SN_RULE_MALFORMED] = (struct sn_image_rule){
+		.id = SN_RULE_MALFORMED, .verdict = SN_VERDICT_BLOCK,
+		.proto = SN_PROTO_ANY, .file = "", .text = "malformed packet",
+	};
+	for (size_t i = 0; i < p->n_rules; i++) {
+		const struct sn_rule *s = &p->rules[i];
+
+		img->rules[s->id] = (struct sn_image_rule){
+			.id = s->id,
+			.verdict = s->verdict,
+			.tier = s->tier,
+			.proto = s->proto,
+			.file = s->loc.file ? s->loc.file : "",
+			.line = s->loc.line,
+			.col = s->loc.col,
+			.text = s->text ? s->text : "",
+		};
+	}
+	for (uint32_t i = 0; i < n; i++)
+		if (!img->rules[i].text)
+			return -ENOMEM;
+	return 0;
+}
+
+int sn_image_build(struct sn_ctx *ctx, const struct sn_policy *policy,
+		   struct sn_image **out)
+{
+	struct builder b = { .ctx = ctx, .policy = policy };
+	struct sn_image *img = sn_arena_calloc(&ctx->arena, 1, sizeof(*img));
+	int rc;
+
+	if (!img)
+		return -ENOMEM;
+	for (size_t i = 0; i < policy->n_rules; i++)
+		if (policy->rules[i].id != SN_RULE_FIRST + i)
+			return -EINVAL; /* sema's contract */
+
+	rc = sn_l4_build(policy, &ctx->arena, &b.l4);
+	if (rc)
+		return rc;
+	const uint32_t width = b.l4.n_classes;
+
+	b.spec = malloc((policy->n_rules ? policy->n_rules : 1) * width);
+	if (!b.spec)
+		return -ENOMEM;
+	for (size_t r = 0; r < policy->n_rules; r++)
+		for (uint32_t c = 0; c < width; c++)
+			b.spec[r * width + c] = (int8_t)sn_l4_rule_spec(
+				&policy->rules[r], &b.l4.classes[c]);
+
+	b.rows.width = width;
+	b.rows.stride = next_pow2(width);
+	rc = build_family(&b, SN_FAMILY_V4, &img->v4, &img->n_v4);
+	if (!rc)
+		rc = build_family(&b, SN_FAMILY_V6, &img->v6, &img->n_v6);
+	if (rc == -E2BIG) {
+		struct sn_diag *d = sn_diag_add(
+			&ctx->diags, SN_SEV_ERROR, "E030", (struct sn_loc){ 0 },
+			"policy needs more than %u decision-table entries "
+			"(%u L4 classes per source class)",
+			SN_MAX_DECISIONS, width);
+
+		sn_diag_hint(&ctx->diags, d,
+			     "fewer distinct port ranges, or fewer distinct "
+			     "combinations of overlapping prefixes");
+		rc = -EINVAL;
+	}
+	if (!rc)
+		rc = build_rules(&b, img);
+	if (!rc && b.n_conflicts)
+		rc = -EINVAL;
+	if (rc)
+		goto out;
+
+	img->constants = (struct sn_constants){
+		.abi_version = SN_ABI_VERSION,
+		.l4_stride = b.rows.stride,
+		.port_tables = b.l4.port_tables,
+	};
+	img->n_l4 = width;
+	img->l4 = b.l4.classes;
+	memcpy(img->proto, b.l4.proto, sizeof(img->proto));
+	img->port_runs = b.l4.runs;
+	img->n_port_runs = b.l4.n_runs;
+	img->n_classes = b.rows.n;
+	img->decisions = sn_arena_calloc(&ctx->arena,
+					 (size_t)b.rows.n * b.rows.stride,
+					 sizeof(*img->decisions));
+	if (!img->decisions) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	memcpy(img->decisions, b.rows.rows,
+	       (size_t)b.rows.n * b.rows.stride * sizeof(*img->decisions));
+	*out = img;
+out:
+	free(b.spec);
+	free(b.rows.rows);
+	free(b.rows.slots);
+	free(b.conflicts.v);
+	return rc;
+}

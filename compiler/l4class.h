@@ -1,0 +1,37 @@
+/*
+ * L4 classes and the L4 half of rule specificity (SPEC.md, "Precedence").
+ */
+#ifndef SN_L4CLASS_H
+#define SN_L4CLASS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "image.h"
+#include "policy.h"
+
+/* How specifically a rule's L4 part matches; higher wins. */
+enum sn_l4_spec {
+	SN_SPEC_NONE = -1, /* does not match */
+	SN_SPEC_ANY = 0,   /* no protocol given */
+	SN_SPEC_PROTO = 1, /* protocol, no port */
+	SN_SPEC_RANGE = 2, /* protocol and a port range */
+	SN_SPEC_PORT = 3,  /* protocol and a single port */
+};
+
+struct sn_l4_plan {
+	struct sn_l4_class *classes;
+	uint32_t n_classes;
+	struct sn_proto_entry proto[256];
+	struct sn_port_run *runs;
+	size_t n_runs;
+	uint32_t port_tables;
+};
+
+/* Partition (protocol, port) space by the policy's rules. 0 or -ENOMEM. */
+int sn_l4_build(const struct sn_policy *p, struct sn_arena *arena,
+		struct sn_l4_plan *plan);
+/* Specificity of rule r for every packet of class c (SN_SPEC_NONE: no match). */
+int sn_l4_rule_spec(const struct sn_rule *r, const struct sn_l4_class *c);
+
+#endif
