@@ -1,0 +1,265 @@
+/*
+ * Image builder tests: hand-checked cases plus a randomized differential
+ * test.  For random policies, the compiled image (walked as the XDP program
+ * walks it) must judge every random packet exactly as the policy semantics
+ * evaluator does, before and after a serialise/parse round trip.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "compiler/compile.h"
+#include "compiler/eval.h"
+#include "compiler/image.h"
+
+static int failures;
+
+#define CHECK(cond, ...)                                              \
+	do {                                                          \
+		if (!(cond)) {                                        \
+			failures++;                                   \
+			fprintf(stderr, "%s:%d: check failed: %s: ",  \
+				__FILE__, __LINE__, #cond);           \
+			fprintf(stderr, __VA_ARGS__);                 \
+			fputc('\n', stderr);                          \
+		}                                                     \
+	} while (0)
+
+/* xorshift64*: deterministic, seedable from the command line. */
+static uint64_t rng_state = 0x47c0ffee1234ull;
+
+static uint64_t rnd(void)
+{
+	rng_state ^= rng_state >> 12;
+	rng_state ^= rng_state << 25;
+	rng_state ^= rng_state >> 27;
+	return rng_state * 2685821657736338717ull;
+}
+
+static uint32_t rnd_below(uint32_t n)
+{
+	return (uint32_t)(rnd() % n);
+}
+
+static void mask(struct sn_prefix *p)
+{
+	unsigned max = p->family == SN_FAMILY_V4 ? 4 : 16;
+
+	for (unsigned i = 0; i < 16; i++) {
+		int bits = (int)p->len - (int)i * 8;
+
+		if (i >= max || bits <= 0)
+			p->addr[i] = 0;
+		else if (bits < 8)
+			p->addr[i] &= (uint8_t)(0xff << (8 - bits));
+	}
+}
+
+/* A pool of nested prefixes so random rules overlap in interesting ways. */
+#define POOL 24
+static struct sn_prefix pool[POOL];
+
+static void make_pool(void)
+{
+	for (int i = 0; i < POOL; i++) {
+		struct sn_prefix *p = &pool[i];
+
+		p->family = i % 3 == 2 ? SN_FAMILY_V6 : SN_FAMILY_V4;
+		if (i >= 6 && rnd_below(3)) {
+			/* Inside an earlier prefix of the same family. */
+			const struct sn_prefix *parent = &pool[i - 3];
+
+			*p = *parent;
+			unsigned max = p->family == SN_FAMILY_V4 ? 32 : 128;
+
+			p->len = (uint8_t)(parent->len + 1 +
+					   rnd_below(max - parent->len));
+			if (p->len > max)
+				p->len = (uint8_t)max;
+			for (unsigned b = parent->len / 8; b < 16; b++)
+				p->addr[b] ^= (uint8_t)rnd();
+		} else {
+			/* Short prefixes in a small address space: lots of nesting. */
+			p->addr[0] = (uint8_t)(10 + rnd_below(2));
+			p->addr[1] = (uint8_t)rnd_below(4);
+			p->addr[2] = (uint8_t)rnd();
+			p->len = (uint8_t)(rnd_below(4) * 8 + rnd_below(3));
+		}
+		mask(p);
+	}
+}
+
+static const int16_t protos[] = { SN_PROTO_ANY, SN_PROTO_TCP, SN_PROTO_UDP,
+				  SN_PROTO_ICMP, 47 };
+static const uint16_t port_pool[] = { 0, 1, 21, 22, 23, 80, 443, 1000, 1024, 65535 };
+
+static void random_policy(struct sn_arena *a, struct sn_policy *p)
+{
+	memset(p, 0, sizeof(*p));
+	p->n_rules = 1 + rnd_below(12);
+	p->rules = sn_arena_calloc(a, p->n_rules, sizeof(*p->rules));
+	p->default_v4.verdict = rnd_below(2) ? SN_VERDICT_ALLOW : SN_VERDICT_BLOCK;
+	p->default_v6.verdict = rnd_below(2) ? SN_VERDICT_ALLOW : SN_VERDICT_BLOCK;
+	for (size_t i = 0; i < p->n_rules; i++) {
+		struct sn_rule *r = &p->rules[i];
+
+		r->id = SN_RULE_FIRST + (uint32_t)i;
+		r->verdict = rnd_below(2) ? SN_VERDICT_ALLOW : SN_VERDICT_BLOCK;
+		r->tier = rnd_below(6) == 0 ? SN_TIER_ALWAYS : SN_TIER_NORMAL;
+		r->proto = protos[rnd_below(5)];
+		r->n_srcs = 1 + rnd_below(3);
+		r->srcs = sn_arena_calloc(a, r->n_srcs, sizeof(*r->srcs));
+		for (size_t j = 0; j < r->n_srcs; j++) {
+			if (rnd_below(10) == 0) {
+				r->srcs[j].prefix.family =
+					rnd_below(2) ? SN_FAMILY_V4 : SN_FAMILY_V6;
+			} else {
+				r->srcs[j].prefix = pool[rnd_below(POOL)];
+			}
+		}
+		if (r->proto == SN_PROTO_TCP || r->proto == SN_PROTO_UDP) {
+			r->n_ports = rnd_below(3);
+			r->ports = sn_arena_calloc(a, r->n_ports + 1, sizeof(*r->ports));
+			for (size_t j = 0; j < r->n_ports; j++) {
+				uint16_t x = port_pool[rnd_below(10)];
+				uint16_t y = rnd_below(2) ? x : port_pool[rnd_below(10)];
+
+				r->ports[j].lo = x < y ? x : y;
+				r->ports[j].hi = x < y ? y : x;
+			}
+		}
+		r->text = sn_arena_printf(a, "random rule %zu", i);
+	}
+}
+
+static void random_packet(struct sn_packet *pkt)
+{
+	const struct sn_prefix *base = &pool[rnd_below(POOL)];
+
+	memset(pkt, 0, sizeof(*pkt));
+	pkt->family = base->family;
+	memcpy(pkt->src, base->addr, 16);
+	/* Random host bits below the prefix, sometimes above it too. */
+	unsigned from = rnd_below(4) ? base->len : 0;
+	unsigned max = base->family == SN_FAMILY_V4 ? 32 : 128;
+
+	for (unsigned b = from; b < max; b++)
+		if (rnd_below(2))
+			pkt->src[b / 8] ^= (uint8_t)(0x80 >> (b % 8));
+	static const uint8_t pp[] = { 6, 17, 1, 58, 47, 50, 255 };
+
+	pkt->proto = pp[rnd_below(sizeof(pp))];
+	pkt->has_port = (pkt->proto == 6 || pkt->proto == 17) && rnd_below(8);
+	pkt->dport = pkt->has_port ? (uint16_t)(rnd_below(2)
+		? port_pool[rnd_below(10)] + (int)rnd_below(3) - 1
+		: rnd_below(65536)) : 0;
+}
+
+static void test_random(unsigned n_policies, unsigned n_packets)
+{
+	unsigned built = 0, conflicts = 0;
+	unsigned long packets = 0;
+
+	for (unsigned it = 0; it < n_policies; it++) {
+		struct sn_ctx ctx;
+		struct sn_policy p;
+		struct sn_image *img = NULL, *img2 = NULL;
+
+		sn_ctx_init(&ctx);
+		make_pool();
+		random_policy(&ctx.arena, &p);
+		int rc = sn_image_build(&ctx, &p, &img);
+
+		if (rc == -EINVAL) {
+			CHECK(ctx.diags.n_errors > 0, "policy %u", it);
+			conflicts++;
+			sn_ctx_free(&ctx);
+			continue;
+		}
+		CHECK(rc == 0, "build rc %d", rc);
+		if (rc) {
+			sn_ctx_free(&ctx);
+			continue;
+		}
+		built++;
+		void *buf;
+		size_t len;
+		char err[256] = "";
+
+		CHECK(sn_image_serialize(img, &buf, &len) == 0, "serialize");
+		rc = sn_image_parse(buf, len, &ctx.arena, &img2, err, sizeof(err));
+		CHECK(rc == 0, "parse: %s", err);
+		free(buf);
+		for (unsigned k = 0; k < n_packets && img2; k++) {
+			struct sn_packet pkt;
+			struct sn_eval_result a, b, c;
+
+			random_packet(&pkt);
+			sn_eval_image(img, &pkt, &a);
+			sn_eval_policy(&p, &pkt, &b);
+			sn_eval_image(img2, &pkt, &c);
+			packets++;
+			CHECK(a.verdict == b.verdict && a.rule_id == b.rule_id &&
+				      c.rule_id == a.rule_id,
+			      "policy %u packet %u: image #%u/%u policy #%u/%u",
+			      it, k, a.rule_id, a.verdict, b.rule_id, b.verdict);
+			if (failures > 20)
+				break;
+		}
+		sn_ctx_free(&ctx);
+		if (failures > 20)
+			break;
+	}
+	printf("random: %u policies built, %u with conflicts, %lu packets compared\n",
+	       built, conflicts, packets);
+	CHECK(built > n_policies / 4, "too few conflict-free policies (%u)", built);
+}
+
+/* A corrupted image is refused, never half-read. */
+static void test_corruption(void)
+{
+	struct sn_ctx ctx;
+	struct sn_policy p;
+	struct sn_image *img = NULL, *img2 = NULL;
+	char err[256];
+
+	sn_ctx_init(&ctx);
+	make_pool();
+	do {
+		random_policy(&ctx.arena, &p);
+		sn_diags_free(&ctx.diags);
+		sn_diags_init(&ctx.diags, 10);
+	} while (sn_image_build(&ctx, &p, &img));
+	void *buf;
+	size_t len;
+
+	CHECK(sn_image_serialize(img, &buf, &len) == 0, "serialize");
+	for (size_t i = 0; i < len; i += 7) {
+		((uint8_t *)buf)[i] ^= 0x40;
+		CHECK(sn_image_parse(buf, len, &ctx.arena, &img2, err, sizeof(err)) != 0,
+		      "byte %zu flipped but accepted", i);
+		((uint8_t *)buf)[i] ^= 0x40;
+	}
+	CHECK(sn_image_parse(buf, len - 8, &ctx.arena, &img2, err, sizeof(err)) != 0,
+	      "truncated image accepted");
+	CHECK(sn_image_parse(buf, len, &ctx.arena, &img2, err, sizeof(err)) == 0,
+	      "intact image refused: %s", err);
+	free(buf);
+	sn_ctx_free(&ctx);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc > 1)
+		rng_state = strtoull(argv[1], NULL, 0) | 1;
+	test_random(400, 400);
+	test_corruption();
+	if (failures) {
+		fprintf(stderr, "test_ir: %d failures (seed 0x%llx)\n", failures,
+			(unsigned long long)rng_state);
+		return 1;
+	}
+	printf("test_ir: ok\n");
+	return 0;
+}
