@@ -7,6 +7,8 @@
  */
 #include "image.h"
 
+#include "addr.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
@@ -524,6 +526,21 @@ int sn_image_parse(const void *data, size_t len, struct sn_arena *a,
 	if (!img->n_v4 || img->v4[0].prefix.len || !img->n_v6 ||
 	    img->v6[0].prefix.len)
 		return bad(err, errlen, "image lacks a /0 root prefix");
+	/* Evaluators binary-search these: strictly ascending, no host bits. */
+	for (int f = 0; f < 2; f++) {
+		const struct sn_class_prefix *v = f ? img->v6 : img->v4;
+		size_t n = f ? img->n_v6 : img->n_v4;
+
+		for (size_t i = 0; i < n; i++) {
+			struct sn_prefix m = v[i].prefix;
+
+			sn_prefix_mask(&m);
+			if (memcmp(m.addr, v[i].prefix.addr, 16) ||
+			    (i && sn_prefix_cmp(&v[i - 1].prefix, &v[i].prefix) >= 0))
+				return bad(err, errlen, "IPv%d prefix %zu out of order "
+					   "or with host bits", f ? 6 : 4, i);
+		}
+	}
 
 	if (img->n_rules < SN_RULE_FIRST)
 		return bad(err, errlen, "image lacks the pseudo-rules");
