@@ -51,8 +51,15 @@
  *     sn_decisions) or an out-of-range value can only be a loader bug (the
  *     compiler always emits ::/0 and 0.0.0.0/0): XDP_ABORTED, which drops
  *     and fires the xdp:xdp_exception tracepoint, uncounted.
+ * 13. Defensive bounds no real frame reaches: a header starting more than
+ *     32 KiB into the frame, or a port-table protocol (the compiler only
+ *     uses TCP and UDP, which 6 already checks) without its 4 port bytes:
+ *     DROP, SN_RULE_MALFORMED.
  *
  * Counted bytes are the frame length as XDP sees it (data_end - data).
+ * Frames shorter than 14 bytes (class 1) cannot be injected with
+ * BPF_PROG_TEST_RUN (the kernel refuses them) nor arrive from a NIC; the
+ * check stays because the program must not depend on that.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -136,11 +143,13 @@ struct {
 
 /*
  * Every offset into the packet is checked against this before it becomes a
- * pointer, so the verifier sees a bounded variable offset.  An XDP frame is
- * never longer, so the check never rejects a packet the data_end test would
- * have accepted.
+ * pointer, so the verifier sees a bounded variable offset: it only trusts
+ * a bounds check when offset + length stays within 64 KiB, and lengths
+ * here are at most 2 KiB (an IPv6 extension header).  Headers reaching
+ * past 32 KiB into a frame are treated as malformed; no real frame has
+ * them (native XDP frames are at most a page).
  */
-#define SN_MAX_PKT_OFF 0xffff
+#define SN_MAX_PKT_OFF 0x7fff
 
 /* 802.1Q / 802.1ad tag as it sits after the MAC addresses. */
 struct sn_vlan_hdr {
@@ -148,17 +157,25 @@ struct sn_vlan_hdr {
 	__be16 encap_proto;
 };
 
-/* What the parser learnt; everything the classifier needs. */
-struct sn_pkt {
-	__u32 l4_off;   /* offset of the L4 header */
-	__u8 proto;     /* IP protocol / final IPv6 next header */
-	__u8 nonfirst;  /* non-first fragment: no L4 header here */
-	__u16 frag_off; /* fragment offset in 8-byte units */
+/* Minimal views of the IPv6 extension headers the walk reads. */
+struct sn_ext_hdr {
+	__u8 nexthdr;
+	__u8 hdrlen;
 };
 
-enum sn_parse_res {
-	SN_PARSE_OK = 0,
-	SN_PARSE_MALFORMED,
+struct sn_frag_hdr {
+	__u8 nexthdr;
+	__u8 reserved;
+	__be16 frag_off; /* offset << 3 | res | M */
+	__be32 id;
+};
+
+/* What the L3 parser hands to sn_decide. */
+struct sn_l3 {
+	__u32 src_class; /* from the LPM trie of the family */
+	__u32 l4_off;    /* offset of the L4 header */
+	__u32 proto;     /* IP protocol / final IPv6 next header */
+	__u32 frag_off;  /* fragment offset, 8-byte units; != 0: non-first */
 };
 
 /* A pointer to len bytes at off, or NULL when they are not all there. */
@@ -176,20 +193,35 @@ static __always_inline void *pkt_ptr(struct xdp_md *ctx, __u32 off, __u32 len)
 	return p;
 }
 
+/* Frame length as counted (data_end - data). */
+static __always_inline __u64 frame_len(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+
+	return data_end - data;
+}
+
 /* Count one packet; a missing counter slot never changes the verdict. */
-static __always_inline void count(__u32 rule_id, __u64 bytes)
+static __always_inline void count(__u32 rule_id, struct xdp_md *ctx)
 {
 	struct sn_counter *c = bpf_map_lookup_elem(&sn_counters, &rule_id);
 
 	if (c) {
 		/* Per-CPU slot and XDP runs without preemption: plain adds. */
 		c->packets++;
-		c->bytes += bytes;
+		c->bytes += frame_len(ctx);
 	}
 }
 
+static __always_inline int malformed(struct xdp_md *ctx)
+{
+	count(SN_RULE_MALFORMED, ctx);
+	return XDP_DROP;
+}
+
 /* Bytes of L4 header a first fragment / whole packet must carry. */
-static __always_inline __u32 l4_min_len(__u8 proto)
+static __always_inline __u32 l4_min_len(__u32 proto)
 {
 	switch (proto) {
 	case IPPROTO_TCP:
@@ -205,47 +237,105 @@ static __always_inline __u32 l4_min_len(__u8 proto)
 }
 
 /*
- * Checks shared by both families once the protocol is known: RFC 1858
- * overlapping TCP fragments, and the L4 header of anything that is not a
- * non-first fragment.
+ * The non-static functions below are BPF global functions: the verifier
+ * checks each once, for any argument values, instead of once per parser
+ * path that reaches it (VLAN depth x IPv6 extension chain shapes).  That
+ * keeps verification small and independent of how many parser outcomes
+ * there are; the cost is one BPF-to-BPF call per stage.
  */
-static __always_inline int check_l4(struct xdp_md *ctx, const struct sn_pkt *p)
-{
-	__u32 need;
 
-	if (p->nonfirst)
-		return p->proto == IPPROTO_TCP && p->frag_off == 1 ?
-			       SN_PARSE_MALFORMED :
-			       SN_PARSE_OK;
-	need = l4_min_len(p->proto);
-	if (need && !pkt_ptr(ctx, p->l4_off, need))
-		return SN_PARSE_MALFORMED;
-	return SN_PARSE_OK;
+/*
+ * Everything after L3 parsing: L4 header checks, L4 class, decision,
+ * counter, verdict.
+ */
+__noinline int sn_decide(struct xdp_md *ctx, const struct sn_l3 *l3)
+{
+	struct sn_proto_entry *pe;
+	struct sn_decision *d;
+	__u32 proto, table, idx, l4, need, *cls;
+	__u16 *dport;
+
+	if (!l3)
+		return XDP_ABORTED;
+	proto = l3->proto & 0xff;
+
+	if (l3->frag_off) {
+		/* RFC 1858: a TCP fragment at offset 8 rewrites TCP flags. */
+		if (proto == IPPROTO_TCP && l3->frag_off == 1)
+			return malformed(ctx);
+	} else {
+		need = l4_min_len(proto);
+		if (need && !pkt_ptr(ctx, l3->l4_off, need))
+			return malformed(ctx);
+	}
+
+	pe = bpf_map_lookup_elem(&sn_proto, &proto);
+	if (!pe)
+		return XDP_ABORTED;
+	l4 = pe->l4_noport;
+	table = pe->port_table;
+	/*
+	 * sn_port_tables is rodata: the verifier knows it, and with no table
+	 * in use the port path below is dead code it removes (tested first
+	 * on its own: "mask & (1 << unknown)" would hide that it is 0).
+	 */
+	if (sn_port_tables && table != SN_PORT_TABLE_NONE &&
+	    table <= SN_PORT_TABLES && (sn_port_tables & (1u << table)) &&
+	    !l3->frag_off) {
+		/* TCP and UDP both carry the destination port at offset 2. */
+		dport = pkt_ptr(ctx, l3->l4_off + 2, sizeof(*dport));
+		if (!dport)
+			return malformed(ctx); /* a port table without min len */
+		idx = (table - 1) * SN_PORTS_PER_TABLE + bpf_ntohs(*dport);
+		cls = bpf_map_lookup_elem(&sn_ports, &idx);
+		if (!cls)
+			return XDP_ABORTED;
+		l4 = *cls;
+	}
+	if (l4 >= sn_l4_stride)
+		return XDP_ABORTED;
+
+	idx = l3->src_class * sn_l4_stride + l4;
+	d = bpf_map_lookup_elem(&sn_decisions, &idx);
+	if (!d)
+		return XDP_ABORTED;
+	switch (d->verdict) {
+	case SN_VERDICT_ALLOW:
+		count(d->rule_id, ctx);
+		return XDP_PASS;
+	case SN_VERDICT_BLOCK:
+		count(d->rule_id, ctx);
+		return XDP_DROP;
+	default:
+		return XDP_ABORTED;
+	}
 }
 
-static __always_inline int parse_ipv4(struct xdp_md *ctx, __u32 off,
-				      struct sn_lpm_v4_key *key,
-				      struct sn_pkt *p)
+/* An IPv4 packet whose header starts at off. */
+__noinline int sn_ipv4(struct xdp_md *ctx, __u32 off)
 {
-	struct iphdr *iph = pkt_ptr(ctx, off, sizeof(*iph));
-	__u32 hlen;
-	__u16 frag;
+	struct sn_lpm_v4_key key = { .prefixlen = 32 };
+	struct sn_l3 l3 = {};
+	struct iphdr *iph;
+	__u32 hlen, *cls;
 
+	iph = pkt_ptr(ctx, off, sizeof(*iph));
 	if (!iph || iph->version != 4 || iph->ihl < 5)
-		return SN_PARSE_MALFORMED;
+		return malformed(ctx);
 	hlen = iph->ihl * 4;
 	if (!pkt_ptr(ctx, off, hlen) || bpf_ntohs(iph->tot_len) < hlen)
-		return SN_PARSE_MALFORMED;
+		return malformed(ctx);
 
-	key->prefixlen = 32;
-	__builtin_memcpy(key->addr, &iph->saddr, sizeof(key->addr));
+	__builtin_memcpy(key.addr, &iph->saddr, sizeof(key.addr));
+	l3.frag_off = bpf_ntohs(iph->frag_off) & IP_OFFSET_MASK;
+	l3.proto = iph->protocol;
+	l3.l4_off = off + hlen;
 
-	frag = bpf_ntohs(iph->frag_off);
-	p->frag_off = frag & IP_OFFSET_MASK;
-	p->nonfirst = p->frag_off != 0;
-	p->proto = iph->protocol;
-	p->l4_off = off + hlen;
-	return check_l4(ctx, p);
+	cls = bpf_map_lookup_elem(&sn_lpm_v4, &key);
+	if (!cls)
+		return XDP_ABORTED;
+	l3.src_class = *cls;
+	return sn_decide(ctx, &l3);
 }
 
 static __always_inline int is_v4_mapped(const struct ipv6hdr *ip6)
@@ -255,148 +345,81 @@ static __always_inline int is_v4_mapped(const struct ipv6hdr *ip6)
 	       ip6->saddr.in6_u.u6_addr32[2] == bpf_htonl(0xffff);
 }
 
-/* Minimal views of the extension headers the walk reads. */
-struct sn_ext_hdr {
-	__u8 nexthdr;
-	__u8 hdrlen;
-};
-
-struct sn_frag_hdr {
-	__u8 nexthdr;
-	__u8 reserved;
-	__be16 frag_off; /* offset << 3 | res | M */
-	__be32 id;
-};
-
-static __always_inline int parse_ipv6(struct xdp_md *ctx, __u32 off,
-				      struct sn_lpm_v6_key *key,
-				      struct sn_pkt *p)
+static __always_inline int is_ext_hdr(__u32 nexthdr)
 {
-	struct ipv6hdr *ip6 = pkt_ptr(ctx, off, sizeof(*ip6));
-	__u8 nexthdr;
-	int i;
-
-	if (!ip6 || ip6->version != 6)
-		return SN_PARSE_MALFORMED;
-	if (is_v4_mapped(ip6))
-		return SN_PARSE_MALFORMED;
-
-	key->prefixlen = 128;
-	__builtin_memcpy(key->addr, &ip6->saddr, sizeof(key->addr));
-
-	nexthdr = ip6->nexthdr;
-	off += sizeof(*ip6);
-	p->nonfirst = 0;
-	p->frag_off = 0;
-
-	/*
-	 * One iteration per extension header; the loop is bounded so the
-	 * verifier sees at most SN_MAX_IPV6_EXT_HDRS steps.
-	 */
-	for (i = 0; i < SN_MAX_IPV6_EXT_HDRS; i++) {
-		if (nexthdr == IPPROTO_HOPOPTS || nexthdr == IPPROTO_ROUTING ||
-		    nexthdr == IPPROTO_DSTOPTS) {
-			/* Length in 8-octet units, not counting the first 8. */
-			struct sn_ext_hdr *h = pkt_ptr(ctx, off, 8);
-			__u32 len;
-
-			if (!h)
-				return SN_PARSE_MALFORMED;
-			len = ((__u32)h->hdrlen + 1) * 8;
-			if (!pkt_ptr(ctx, off, len))
-				return SN_PARSE_MALFORMED;
-			nexthdr = h->nexthdr;
-			off += len;
-		} else if (nexthdr == IPPROTO_AH) {
-			/* AH: length in 4-octet units, minus 2. */
-			struct sn_ext_hdr *h = pkt_ptr(ctx, off, 8);
-			__u32 len;
-
-			if (!h)
-				return SN_PARSE_MALFORMED;
-			len = ((__u32)h->hdrlen + 2) * 4;
-			if (!pkt_ptr(ctx, off, len))
-				return SN_PARSE_MALFORMED;
-			nexthdr = h->nexthdr;
-			off += len;
-		} else if (nexthdr == IPPROTO_FRAGMENT) {
-			struct sn_frag_hdr *f = pkt_ptr(ctx, off, sizeof(*f));
-
-			if (!f)
-				return SN_PARSE_MALFORMED;
-			nexthdr = f->nexthdr;
-			off += sizeof(*f);
-			p->frag_off = bpf_ntohs(f->frag_off) >> 3;
-			if (p->frag_off) {
-				/*
-				 * What follows is fragment payload, not
-				 * headers: the walk ends, the fragment
-				 * header names the protocol.
-				 */
-				p->nonfirst = 1;
-				break;
-			}
-		} else {
-			break;
-		}
-	}
-	if (!p->nonfirst &&
-	    (nexthdr == IPPROTO_HOPOPTS || nexthdr == IPPROTO_ROUTING ||
-	     nexthdr == IPPROTO_DSTOPTS || nexthdr == IPPROTO_AH ||
-	     nexthdr == IPPROTO_FRAGMENT))
-		return SN_PARSE_MALFORMED; /* more than the bound */
-
-	p->proto = nexthdr;
-	p->l4_off = off;
-	return check_l4(ctx, p);
+	return nexthdr == IPPROTO_HOPOPTS || nexthdr == IPPROTO_ROUTING ||
+	       nexthdr == IPPROTO_DSTOPTS || nexthdr == IPPROTO_FRAGMENT ||
+	       nexthdr == IPPROTO_AH;
 }
 
-/* L4 class of the packet, or -1 (loader bug). */
-static __always_inline __s64 l4_class(struct xdp_md *ctx, const struct sn_pkt *p)
+/* An IPv6 packet whose header starts at off. */
+__noinline int sn_ipv6(struct xdp_md *ctx, __u32 off)
 {
-	__u32 proto = p->proto;
-	struct sn_proto_entry *pe = bpf_map_lookup_elem(&sn_proto, &proto);
-	__u32 table, idx, *cls;
-	__u16 *dport;
+	struct sn_lpm_v6_key key = { .prefixlen = 128 };
+	struct sn_l3 l3 = {};
+	struct ipv6hdr *ip6;
+	__u32 nexthdr, *cls;
+	int i;
 
-	if (!pe)
-		return -1;
-	table = pe->port_table;
-	/* sn_port_tables is rodata: with no table in use this is dead code. */
-	if (table == SN_PORT_TABLE_NONE || table > SN_PORT_TABLES ||
-	    !(sn_port_tables & (1u << table)) || p->nonfirst)
-		return pe->l4_noport;
+	ip6 = pkt_ptr(ctx, off, sizeof(*ip6));
+	if (!ip6 || ip6->version != 6 || is_v4_mapped(ip6))
+		return malformed(ctx);
+	__builtin_memcpy(key.addr, &ip6->saddr, sizeof(key.addr));
+	nexthdr = ip6->nexthdr;
+	off += sizeof(*ip6);
 
-	/* TCP and UDP both carry the destination port at offset 2. */
-	dport = pkt_ptr(ctx, p->l4_off + 2, sizeof(*dport));
-	if (!dport)
-		return -2; /* only for a protocol without l4_min_len */
-	idx = (table - 1) * SN_PORTS_PER_TABLE + bpf_ntohs(*dport);
-	cls = bpf_map_lookup_elem(&sn_ports, &idx);
+	/* One extension header per iteration, at most SN_MAX_IPV6_EXT_HDRS. */
+	for (i = 0; i < SN_MAX_IPV6_EXT_HDRS && is_ext_hdr(nexthdr); i++) {
+		/* Every extension header is at least 8 bytes long. */
+		struct sn_ext_hdr *h = pkt_ptr(ctx, off, 8);
+		__u32 len;
+
+		if (!h)
+			return malformed(ctx);
+		if (nexthdr == IPPROTO_FRAGMENT) {
+			struct sn_frag_hdr *f = (void *)h;
+
+			len = sizeof(*f);
+			l3.frag_off = bpf_ntohs(f->frag_off) >> 3;
+		} else if (nexthdr == IPPROTO_AH) {
+			len = ((__u32)h->hdrlen + 2) * 4; /* 4-octet units - 2 */
+		} else {
+			len = ((__u32)h->hdrlen + 1) * 8; /* 8-octet units - 1 */
+		}
+		if (!pkt_ptr(ctx, off, len))
+			return malformed(ctx);
+		nexthdr = h->nexthdr;
+		off += len;
+		/*
+		 * A non-first fragment: what follows is payload, not
+		 * headers.  The fragment header names the protocol.
+		 */
+		if (l3.frag_off)
+			break;
+	}
+	if (!l3.frag_off && is_ext_hdr(nexthdr))
+		return malformed(ctx); /* more headers than the bound */
+
+	l3.proto = nexthdr;
+	l3.l4_off = off;
+	cls = bpf_map_lookup_elem(&sn_lpm_v6, &key);
 	if (!cls)
-		return -1;
-	return *cls;
+		return XDP_ABORTED;
+	l3.src_class = *cls;
+	return sn_decide(ctx, &l3);
 }
 
 SEC("xdp")
 int sentry_xdp(struct xdp_md *ctx)
 {
-	void *data = (void *)(long)ctx->data;
-	void *data_end = (void *)(long)ctx->data_end;
-	__u64 bytes = data_end - data;
-	struct sn_lpm_v6_key key6;
-	struct sn_lpm_v4_key key4;
-	struct sn_decision *d;
 	struct ethhdr *eth;
-	struct sn_pkt p = {};
-	__u32 off, idx, *cls;
 	__be16 h_proto;
-	__s64 l4;
-	int i, res;
+	__u32 off;
+	int i;
 
 	eth = pkt_ptr(ctx, 0, sizeof(*eth));
 	if (!eth)
-		goto malformed;
+		return malformed(ctx);
 	h_proto = eth->h_proto;
 	off = sizeof(*eth);
 
@@ -407,53 +430,17 @@ int sentry_xdp(struct xdp_md *ctx)
 			break;
 		vh = pkt_ptr(ctx, off, sizeof(*vh));
 		if (!vh)
-			goto malformed;
+			return malformed(ctx);
 		h_proto = vh->encap_proto;
 		off += sizeof(*vh);
 	}
 
-	if (h_proto == bpf_htons(ETH_P_IP)) {
-		res = parse_ipv4(ctx, off, &key4, &p);
-		if (res != SN_PARSE_OK)
-			goto malformed;
-		cls = bpf_map_lookup_elem(&sn_lpm_v4, &key4);
-	} else if (h_proto == bpf_htons(ETH_P_IPV6)) {
-		res = parse_ipv6(ctx, off, &key6, &p);
-		if (res != SN_PARSE_OK)
-			goto malformed;
-		cls = bpf_map_lookup_elem(&sn_lpm_v6, &key6);
-	} else if (h_proto == ETH_P_8021Q_BE || h_proto == ETH_P_8021AD_BE) {
-		goto malformed; /* a third VLAN tag */
-	} else {
-		count(SN_RULE_NON_IP, bytes);
-		return XDP_PASS;
-	}
-	if (!cls)
-		return XDP_ABORTED;
-
-	l4 = l4_class(ctx, &p);
-	if (l4 == -2)
-		goto malformed;
-	if (l4 < 0 || l4 >= sn_l4_stride)
-		return XDP_ABORTED;
-
-	idx = *cls * sn_l4_stride + (__u32)l4;
-	d = bpf_map_lookup_elem(&sn_decisions, &idx);
-	if (!d)
-		return XDP_ABORTED;
-
-	switch (d->verdict) {
-	case SN_VERDICT_ALLOW:
-		count(d->rule_id, bytes);
-		return XDP_PASS;
-	case SN_VERDICT_BLOCK:
-		count(d->rule_id, bytes);
-		return XDP_DROP;
-	default:
-		return XDP_ABORTED;
-	}
-
-malformed:
-	count(SN_RULE_MALFORMED, bytes);
-	return XDP_DROP;
+	if (h_proto == bpf_htons(ETH_P_IP))
+		return sn_ipv4(ctx, off);
+	if (h_proto == bpf_htons(ETH_P_IPV6))
+		return sn_ipv6(ctx, off);
+	if (h_proto == ETH_P_8021Q_BE || h_proto == ETH_P_8021AD_BE)
+		return malformed(ctx); /* a third VLAN tag */
+	count(SN_RULE_NON_IP, ctx);
+	return XDP_PASS;
 }
