@@ -45,7 +45,7 @@ struct sn_dataplane {
 /* The maps, in pin order, with the names the pins carry (dataplane.h). */
 #define SN_N_MAPS 7
 static const char *const sn_map_names[SN_N_MAPS] = {
-	"sn_lpm_v4",   "sn_lpm_v6",   "sn_proto", "sn_ports",
+	"sn_lpm_v4", "sn_lpm_v6", "sn_proto", "sn_ports",
 	"sn_decisions", "sn_counters", "sn_meta",
 };
 
@@ -195,10 +195,10 @@ int sn_dp_load(const struct sn_image *image, struct sn_dataplane **out,
 		goto fail;
 	}
 
+	/* In sn_map_names order. */
 	const uint32_t sizes[SN_N_MAPS] = {
-		dp->cap_v4,	  dp->cap_v6,	     SN_PROTO_ENTRIES,
-		SN_PORT_ENTRIES, dp->cap_decisions, dp->cap_counters,
-		1,
+		dp->cap_v4, dp->cap_v6, SN_PROTO_ENTRIES, SN_PORT_ENTRIES,
+		dp->cap_decisions, dp->cap_counters, 1,
 	};
 	for (int i = 0; i < SN_N_MAPS; i++) {
 		ret = bpf_map__set_max_entries(dp_map(dp, i), sizes[i]);
