@@ -74,84 +74,26 @@ sn_defer "kill -TERM $SENTRYD_PID; wait $SENTRYD_PID"
 sed 's/^/  /' "$WORK/sentryd.log"
 echo
 
-# client source service expected deciding-rule
-# (deciding rule: a statement of the policy, or "default ipv4|ipv6")
-FLOWS=(
-	"A 203.0.113.66 tcp/22 dropped|block from 203.0.113.0/24"
-	"A 203.0.113.66 tcp/80 dropped|block from 203.0.113.0/24"
-	"A 203.0.113.66 icmp dropped|block from 203.0.113.0/24"
-	"A 198.51.100.10 tcp/22 passed|allow from @office to tcp port 22"
-	"A 198.51.100.10 udp/53 passed|default ipv4"
-	"A 46.172.224.10 tcp/80 dropped|block from @country_ad"
-	"A 46.172.224.10 udp/53 dropped|block from @country_ad"
-	"B 203.0.113.7 tcp/22 passed|allow from 203.0.113.7"
-	"B 203.0.113.7 tcp/80 passed|allow from 203.0.113.7"
-	"B 192.0.2.50 tcp/22 dropped|block to tcp port 22"
-	"B 192.0.2.50 tcp/80 passed|default ipv4"
-	"B 192.0.2.50 udp/53 passed|default ipv4"
-	"B 192.0.2.50 icmp passed|default ipv4"
-	"B 2001:db8:1::b0 tcp/22 passed|allow from @office to tcp port 22"
-	"B 2001:db8:2::50 tcp/22 dropped|block to tcp port 22"
-	"B 2001:db8:2::50 tcp/80 passed|default ipv6"
-)
-
-# expected_id IFACE RULE: the rule id the counters should show.
-expected_id() {
-	case $2 in
-	"default ipv4") echo 0 ;;
-	"default ipv6") echo 1 ;;
-	*)
-		local line
-		line=$(sn_policy_rule_line "$POLICY" "$2")
-		awk -F'\t' -v l="$line" '{ n = split($3, p, ":"); if (n >= 3 && p[n-1] == l) { print $1; exit } }' \
-			"$WORK/rules.$1"
-		;;
-	esac
-}
-
-for ifc in srv-a srv-b; do
-	sn_rules "$PIN_ROOT" "$STATE_DIR" "$ifc" >"$WORK/rules.$ifc"
-done
+sn_demo_rules_snapshot "$PIN_ROOT" "$STATE_DIR" "$WORK"
 
 fmt='  %-15s %-21s %-9s %-9s %s\n'
 # shellcheck disable=SC2059
 printf "$fmt" SOURCE DESTINATION EXPECTED OBSERVED "DECIDED BY (kernel per-rule counters)"
 total=0 good=0
-for f in "${FLOWS[@]}"; do
-	read -r client src svc expected <<<"${f%%|*}"
-	rule=${f#*|}
-	if [[ $client == A ]]; then
-		ns=$SN_NS_CLA ifc=srv-a dst=$SN_SRV_A4
-	else
-		ns=$SN_NS_CLB ifc=srv-b dst=$SN_SRV_B4
-		[[ $src == *:* ]] && dst=$SN_SRV_B6
-	fi
-	sn_counters "$PIN_ROOT" "$STATE_DIR" "$ifc" >"$WORK/before"
-	observed=$(sn_flow "$ns" "$src" "$dst" "$svc" "$TIMEOUT_MS")
-	sn_counters "$PIN_ROOT" "$STATE_DIR" "$ifc" >"$WORK/after"
-	fam=4
-	[[ $src == *:* ]] && fam=6
-	# shellcheck disable=SC2046
-	decider=$(sn_decider "$WORK/before" "$WORK/after" \
-		$(sn_candidates "$WORK/rules.$ifc" "$observed" "$fam"))
-	want=$(expected_id "$ifc" "$rule")
-	decided="-"
-	if [[ $decider != - ]]; then
-		decided=$(awk -F'\t' -v id="$decider" '$1 == id {
-			n = split($3, p, ":"); loc = (n >= 3 ? " (line " p[n-1] ")" : "")
-			printf "#%s %s%s", $1, $4, loc }' "$WORK/rules.$ifc")
-	fi
+for f in "${SN_DEMO_FLOWS[@]}"; do
+	sn_demo_flow "$f" "$POLICY" "$PIN_ROOT" "$STATE_DIR" "$WORK" "$TIMEOUT_MS"
 	total=$((total + 1))
 	mark=""
-	if [[ $observed == "$expected" && $decider == "$want" ]]; then
+	if [[ $FLOW_OBSERVED == "$FLOW_EXPECTED" && $FLOW_DECIDER == "$FLOW_WANT" ]]; then
 		good=$((good + 1))
-	elif [[ $observed != "$expected" ]]; then
+	elif [[ $FLOW_OBSERVED != "$FLOW_EXPECTED" ]]; then
 		mark="   <-- UNEXPECTED"
 	else
-		mark="   <-- expected rule #$want"
+		mark="   <-- expected rule #$FLOW_WANT"
 	fi
 	# shellcheck disable=SC2059
-	printf "$fmt" "$src" "$dst $svc" "$expected" "$observed" "$decided$mark"
+	printf "$fmt" "$FLOW_SRC" "$FLOW_DST $FLOW_SVC" "$FLOW_EXPECTED" \
+		"$FLOW_OBSERVED" "$FLOW_DECIDED$mark"
 done
 echo
 

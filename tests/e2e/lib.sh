@@ -344,3 +344,86 @@ sn_flow() {
 		echo "error: ${out//$'\n'/ }"
 	fi
 }
+
+# The demo's flows: "CLIENT SOURCE SERVICE EXPECTED|DECIDING RULE", the
+# deciding rule being a statement of policies/demo.sentry as written, or
+# "default ipv4" / "default ipv6".  Used by tools/demo.sh and
+# tests/e2e/demo_traffic.sh, so the demo shows what the test asserts.
+SN_DEMO_FLOWS=(
+	"A 203.0.113.66 tcp/22 dropped|block from 203.0.113.0/24"
+	"A 203.0.113.66 tcp/80 dropped|block from 203.0.113.0/24"
+	"A 203.0.113.66 icmp dropped|block from 203.0.113.0/24"
+	"A 198.51.100.10 tcp/22 passed|allow from @office to tcp port 22"
+	"A 198.51.100.10 udp/53 passed|default ipv4"
+	"A 46.172.224.10 tcp/80 dropped|block from @country_ad"
+	"A 46.172.224.10 udp/53 dropped|block from @country_ad"
+	"B 203.0.113.7 tcp/22 passed|allow from 203.0.113.7"
+	"B 203.0.113.7 tcp/80 passed|allow from 203.0.113.7"
+	"B 192.0.2.50 tcp/22 dropped|block to tcp port 22"
+	"B 192.0.2.50 tcp/80 passed|default ipv4"
+	"B 192.0.2.50 udp/53 passed|default ipv4"
+	"B 192.0.2.50 icmp passed|default ipv4"
+	"B 2001:db8:1::b0 tcp/22 passed|allow from @office to tcp port 22"
+	"B 2001:db8:2::50 tcp/22 dropped|block to tcp port 22"
+	"B 2001:db8:2::50 tcp/80 passed|default ipv6"
+)
+
+# sn_demo_rules_snapshot PIN_ROOT STATE_DIR WORK: WORK/rules.IF per link.
+sn_demo_rules_snapshot() {
+	local ifc
+	for ifc in srv-a srv-b; do
+		sn_rules "$1" "$2" "$ifc" >"$3/rules.$ifc"
+	done
+}
+
+# sn_rule_id_at RULES_FILE LINE: id of the rule whose location is on LINE.
+sn_rule_id_at() {
+	awk -F'\t' -v l="$2" '{
+		n = split($3, p, ":")
+		if (n >= 3 && p[n - 1] == l) { print $1; exit }
+	}' "$1"
+}
+
+# sn_demo_flow FLOW POLICY PIN_ROOT STATE_DIR WORK TIMEOUT_MS: send one
+# flow of SN_DEMO_FLOWS and work out which rule decided it from the
+# counters of the link it crossed.  Sets FLOW_SRC FLOW_DST FLOW_SVC
+# FLOW_IF FLOW_EXPECTED FLOW_OBSERVED FLOW_WANT (expected rule id)
+# FLOW_DECIDER (observed rule id or "-") and FLOW_DECIDED (its description).
+sn_demo_flow() {
+	local flow=$1 policy=$2 pin=$3 state=$4 work=$5 tmo=$6
+	local client ns fam line
+	read -r client FLOW_SRC FLOW_SVC FLOW_EXPECTED <<<"${flow%%|*}"
+	local rule=${flow#*|}
+	if [[ $client == A ]]; then
+		ns=$SN_NS_CLA FLOW_IF=srv-a FLOW_DST=$SN_SRV_A4
+	else
+		ns=$SN_NS_CLB FLOW_IF=srv-b FLOW_DST=$SN_SRV_B4
+		[[ $FLOW_SRC == *:* ]] && FLOW_DST=$SN_SRV_B6
+	fi
+	fam=4
+	[[ $FLOW_SRC == *:* ]] && fam=6
+	local rules=$work/rules.$FLOW_IF
+	case $rule in
+	"default ipv4") FLOW_WANT=0 ;;
+	"default ipv6") FLOW_WANT=1 ;;
+	*)
+		line=$(sn_policy_rule_line "$policy" "$rule")
+		FLOW_WANT=$(sn_rule_id_at "$rules" "${line:-0}")
+		FLOW_WANT=${FLOW_WANT:-"?"}
+		;;
+	esac
+
+	sn_counters "$pin" "$state" "$FLOW_IF" >"$work/before"
+	FLOW_OBSERVED=$(sn_flow "$ns" "$FLOW_SRC" "$FLOW_DST" "$FLOW_SVC" "$tmo")
+	sn_counters "$pin" "$state" "$FLOW_IF" >"$work/after"
+	# shellcheck disable=SC2046
+	FLOW_DECIDER=$(sn_decider "$work/before" "$work/after" \
+		$(sn_candidates "$rules" "$FLOW_OBSERVED" "$fam"))
+	FLOW_DECIDED=-
+	if [[ $FLOW_DECIDER != - ]]; then
+		FLOW_DECIDED=$(awk -F'\t' -v id="$FLOW_DECIDER" '$1 == id {
+			n = split($3, p, ":")
+			printf "#%s %s%s", $1, $4, (n >= 3 ? " (line " p[n - 1] ")" : "")
+		}' "$rules")
+	fi
+}
