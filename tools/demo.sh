@@ -10,7 +10,7 @@
 # policy says, 1 otherwise.
 set -euo pipefail
 
-# shellcheck source=../tests/e2e/lib.sh
+# shellcheck source-path=SCRIPTDIR source=../tests/e2e/lib.sh
 . "$(dirname "$0")/../tests/e2e/lib.sh"
 
 if [[ $EUID -ne 0 ]]; then
@@ -70,7 +70,7 @@ if ! sn_sentryd_start "$SN_NS_SRV" "$WORK/sentryd.log" --iface srv-a --iface srv
 	exit 1
 fi
 SENTRYD_PID=$SN_LAST_PID
-sn_defer "kill -TERM $SENTRYD_PID; wait $SENTRYD_PID"
+sn_defer "sn_stop $SENTRYD_PID TERM"
 sed 's/^/  /' "$WORK/sentryd.log"
 echo
 

@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2034 # SN_*/FLOW_* variables are outputs for the sourcing script
 # Shared helpers of the end-to-end tests and tools/demo.sh: unique names,
 # a cleanup stack run on every exit path, network namespaces joined by veth
 # pairs, sentryd/probe lifecycles and reading sentryctl's counters.
@@ -105,16 +106,27 @@ sn_alive() {
 }
 _sn_dead() { ! sn_alive "$1"; }
 
-# sn_stop PID [SIGNAL]: signal, wait up to 3 s, then SIGKILL.  Prints the
-# exit status when PID is our child (else 0).
+# sn_is_child PID: PID is a live child of this shell (so never some other
+# process that reused a PID we once had).
+sn_is_child() {
+	local f
+	f=$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null) || return 1
+	read -r -a f <<<"$f"
+	[[ ${f[0]} != Z && ${f[1]} == "$$" ]]
+}
+
+# sn_stop PID [SIGNAL]: signal our child PID, wait up to 3 s, then SIGKILL;
+# reap it and set SN_STOP_RC to its exit status.  Does nothing to a PID
+# that is not our child any more.  Not in $(...): a subshell cannot reap.
 sn_stop() {
-	local pid=$1 sig=${2:-TERM}
-	sn_alive "$pid" || { wait "$pid" 2>/dev/null; echo $?; return 0; }
-	kill "-$sig" "$pid" 2>/dev/null || true
-	sn_wait_until 3000 _sn_dead "$pid" || kill -KILL "$pid" 2>/dev/null || true
-	local rc=0
+	local pid=$1 sig=${2:-TERM} rc=0
+	if sn_is_child "$pid"; then
+		kill "-$sig" "$pid" 2>/dev/null || true
+		sn_wait_until 3000 _sn_dead "$pid" ||
+			{ sn_is_child "$pid" && kill -KILL "$pid" 2>/dev/null; } || true
+	fi
 	wait "$pid" 2>/dev/null || rc=$?
-	echo "$rc"
+	SN_STOP_RC=$rc
 }
 
 # ---- namespaces and links ---------------------------------------------------
@@ -173,7 +185,7 @@ sn_serve() {
 	shift 2
 	ip netns exec "$ns" "$PROBE" serve "$@" >"$log" 2>&1 &
 	SN_LAST_PID=$!
-	sn_defer "kill -KILL $SN_LAST_PID; wait $SN_LAST_PID"
+	sn_defer "sn_stop $SN_LAST_PID KILL"
 	if ! sn_wait_until 5000 grep -q '^ready$' "$log"; then
 		echo "probe serve did not start:" >&2
 		cat "$log" >&2
