@@ -212,7 +212,7 @@ static void print_counters(const struct sn_counter *c, uint32_t n,
 static int status_one(const struct opts *o, const char *ifname)
 {
 	char dir[PATH_MAX];
-	if (sn_path_join(dir, sizeof(dir), o->pin_root, ifname)) {
+	if (sn_state_join(dir, sizeof(dir), o->pin_root, ifname)) {
 		fprintf(stderr, "sentryctl: %s: path too long\n", ifname);
 		return -1;
 	}
@@ -305,7 +305,7 @@ static int cmd_status(const struct opts *o)
 	if (o->iface) {
 		char dir[PATH_MAX];
 		struct stat st;
-		if (sn_path_join(dir, sizeof(dir), o->pin_root, o->iface) ||
+		if (sn_state_join(dir, sizeof(dir), o->pin_root, o->iface) ||
 		    stat(dir, &st) != 0) {
 			fprintf(stderr, "sentryctl: no 47Sentry state for %s "
 				"under %s\n", o->iface, o->pin_root);
@@ -346,7 +346,7 @@ static int cmd_detach(const struct opts *o)
 		return EXIT_USAGE;
 	}
 	char dir[PATH_MAX], err[PATH_MAX + 256] = "";
-	if (sn_path_join(dir, sizeof(dir), o->pin_root, o->iface)) {
+	if (sn_state_join(dir, sizeof(dir), o->pin_root, o->iface)) {
 		fprintf(stderr, "sentryctl: %s: path too long\n", o->iface);
 		return EXIT_FAIL;
 	}

@@ -555,7 +555,7 @@ int main(int argc, char **argv)
 			       f->name);
 			rc = -1;
 		}
-		if (sn_path_join(f->pin_dir, sizeof(f->pin_dir), d.o.pin_root,
+		if (sn_state_join(f->pin_dir, sizeof(f->pin_dir), d.o.pin_root,
 				 f->name)) {
 			sn_log(&d.log, SN_LOG_ERROR, f->name, "pin path too long");
 			rc = -1;

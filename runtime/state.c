@@ -39,7 +39,7 @@ int sn_ifname_check(const char *ifname)
 	return 0;
 }
 
-int sn_path_join(char *out, size_t len, const char *dir, const char *name)
+int sn_state_join(char *out, size_t len, const char *dir, const char *name)
 {
 	int n = snprintf(out, len, "%s/%s", dir, name);
 	if (n < 0 || (size_t)n >= len)
@@ -94,9 +94,9 @@ int sn_state_save_image(const char *state_dir, const char *ifname,
 
 	if (sn_ifname_check(ifname))
 		return fail(err, errlen, -EINVAL, "invalid interface name");
-	if (sn_path_join(dir, sizeof(dir), state_dir, ifname) ||
-	    sn_path_join(path, sizeof(path), dir, SN_STATE_IMAGE_NAME) ||
-	    sn_path_join(tmp, sizeof(tmp), dir, SN_STATE_IMAGE_NAME ".XXXXXX"))
+	if (sn_state_join(dir, sizeof(dir), state_dir, ifname) ||
+	    sn_state_join(path, sizeof(path), dir, SN_STATE_IMAGE_NAME) ||
+	    sn_state_join(tmp, sizeof(tmp), dir, SN_STATE_IMAGE_NAME ".XXXXXX"))
 		return fail(err, errlen, -ENAMETOOLONG, "state path too long");
 	rc = sn_mkdir_p(dir);
 	if (rc)
@@ -152,8 +152,8 @@ int sn_state_load_image(const char *state_dir, const char *ifname,
 	char dir[4096], path[4096];
 	if (sn_ifname_check(ifname))
 		return fail(err, errlen, -EINVAL, "invalid interface name");
-	if (sn_path_join(dir, sizeof(dir), state_dir, ifname) ||
-	    sn_path_join(path, sizeof(path), dir, SN_STATE_IMAGE_NAME))
+	if (sn_state_join(dir, sizeof(dir), state_dir, ifname) ||
+	    sn_state_join(path, sizeof(path), dir, SN_STATE_IMAGE_NAME))
 		return fail(err, errlen, -ENAMETOOLONG, "state path too long");
 	if (access(path, R_OK) != 0) {
 		int rc = -errno;
@@ -181,7 +181,7 @@ int sn_state_remove(const char *state_dir, const char *ifname, char *err,
 	char dir[4096], path[4096];
 	if (sn_ifname_check(ifname))
 		return fail(err, errlen, -EINVAL, "invalid interface name");
-	if (sn_path_join(dir, sizeof(dir), state_dir, ifname))
+	if (sn_state_join(dir, sizeof(dir), state_dir, ifname))
 		return fail(err, errlen, -ENAMETOOLONG, "state path too long");
 
 	DIR *d = opendir(dir);
@@ -196,7 +196,7 @@ int sn_state_remove(const char *state_dir, const char *ifname, char *err,
 	while ((e = readdir(d))) {
 		if (!is_state_file(e->d_name))
 			continue;
-		if (sn_path_join(path, sizeof(path), dir, e->d_name)) {
+		if (sn_state_join(path, sizeof(path), dir, e->d_name)) {
 			rc = -ENAMETOOLONG;
 			continue;
 		}

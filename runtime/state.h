@@ -29,7 +29,7 @@
 int sn_ifname_check(const char *ifname);
 
 /* out = dir "/" name; -ENAMETOOLONG when it does not fit. */
-int sn_path_join(char *out, size_t len, const char *dir, const char *name);
+int sn_state_join(char *out, size_t len, const char *dir, const char *name);
 
 /* mkdir -p with mode 0755; 0 when it exists already as a directory. */
 int sn_mkdir_p(const char *path);
