@@ -97,7 +97,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		case 'h': usage(stdout); exit(EXIT_OK);
 		default:
 			fprintf(stderr, "sentryctl: unknown option or missing "
-				"argument: %s\n", argv[optind - 1]);
+				"argument: %s\n", argv[optind <= argc ? optind - 1 : argc - 1]);
 			usage(stderr);
 			return EXIT_USAGE;
 		}

@@ -179,15 +179,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		case 'h': usage(stdout); return EXIT_CLEAN;
 		case '?':
 		default:
-			if (optopt)
-				fprintf(stderr, "sentryd: option -%c needs an "
-					"argument or is unknown\n", optopt);
-			else
-				fprintf(stderr, "sentryd: unknown option or "
-					"missing argument: %s\n",
-					argv[optind - 1]);
-			usage(stderr);
-			return EXIT_USAGE;
+			return usage_error("unknown option or missing "
+					   "argument: %s", argv[optind <= argc ? optind - 1 : argc - 1]);
 		}
 	}
 	if (optind < argc)
@@ -425,12 +418,14 @@ static int compile_policy(struct daemon *d, struct sn_ctx *ctx,
 		sn_diags_sort(&ctx->diags);
 		sn_diags_render_text(stderr, &ctx->diags, &ctx->sources);
 		sn_log(&d->log, SN_LOG_ERROR, NULL,
-		       "policy %s is invalid (%zu errors); nothing attached",
-		       d->o.policy, ctx->diags.n_errors);
+		       "policy %s is invalid (%zu error%s); nothing attached",
+		       d->o.policy, ctx->diags.n_errors,
+		       ctx->diags.n_errors == 1 ? "" : "s");
 		return -1;
 	}
 	if (rc) {
-		sn_log(&d->log, SN_LOG_ERROR, NULL, "cannot compile %s: %s",
+		/* Only an unreadable main file (or no memory) gets here. */
+		sn_log(&d->log, SN_LOG_ERROR, NULL, "cannot read policy %s: %s",
 		       d->o.policy, strerror(-rc));
 		return -1;
 	}
