@@ -34,6 +34,7 @@
  *   E020  bad expect: a prefix instead of an address, tcp/udp without port
  *         or fragment, port together with fragment
  *   E021  rule has no sources (every set it uses is empty)
+ *   E022  policy too large: rules expand to more than 2^25 sources/ports
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -50,18 +51,39 @@
 enum vtype { T_NONE = 0, T_ADDR, T_PORT };
 enum dstate { D_NEW = 0, D_BUSY, D_DONE };
 
-/* A set or variable definition and, once expanded, its contents. */
+/*
+ * A set or variable definition.  Checking it (validate) records only its
+ * own literal entries and resolved list files; its full contents are
+ * flattened on demand, and only for definitions a rule names, so a chain
+ * of n nested sets costs O(n), not O(n^2).
+ */
 struct def {
 	const struct sn_ast_stmt *stmt;
 	bool is_set;
 	uint8_t state; /* enum dstate */
 	uint8_t type;  /* enum vtype; sets are always T_ADDR */
-	bool bad;      /* had errors: contents incomplete, uses stay quiet */
-	const struct sn_ast_item *cursor; /* expansion progress */
-	struct sn_src *srcs;
-	size_t n_srcs;
-	struct sn_port_range *ports;
-	size_t n_ports;
+	bool bad;      /* had errors (here or below): uses stay quiet */
+	const struct sn_ast_item *cursor; /* validation progress */
+	struct sn_src *lit;       /* literal addresses, in order */
+	size_t n_lit;
+	struct sn_port_range *plit; /* literal ports, in order */
+	size_t n_plit;
+	struct list_cache **files; /* its file items, in order */
+	size_t n_files;
+	size_t n_refs;  /* set/variable/file items */
+	uint32_t epoch; /* last gather that took it (dedupe) */
+	bool flat_done; /* flat* valid */
+	struct sn_src *flat;
+	size_t n_flat;
+	struct sn_port_range *pflat;
+	size_t n_pflat;
+};
+
+/* A definition being gathered: where in its items we are. */
+struct frame {
+	const struct def *d;
+	const struct sn_ast_item *it;
+	size_t file_i;
 };
 
 /* Open-addressing name table, one per namespace ($ and @). */
@@ -77,6 +99,7 @@ struct list_cache {
 	bool bad;
 	struct sn_src *v;
 	size_t n;
+	uint32_t epoch; /* last gather that took it (dedupe) */
 };
 
 /* A growable array of fixed-size elements (malloc; reused, freed at end). */
@@ -97,8 +120,16 @@ struct sema {
 	struct def **stack;
 	size_t n_stack;
 
-	struct list_cache *lists;
+	struct list_cache **lists; /* entries live in the arena: stable */
 	size_t n_lists, cap_lists;
+
+	/* Flattening (gather): an explicit stack of frames, and an epoch
+	 * that marks what the current gather already took. */
+	struct frame *frames;
+	size_t n_frames, cap_frames;
+	uint32_t epoch;
+	size_t n_expanded; /* entries copied by gathers, bounded */
+	bool too_big;
 
 	struct vec srcs, ports;
 	char *text;
@@ -358,8 +389,9 @@ static void collect_def(struct sema *S, const struct sn_ast_stmt *s)
 
 /* ---- list files ----------------------------------------------------------- */
 
-static const struct list_cache *list_get(struct sema *S,
-					 const struct sn_ast_item *it)
+/* Read and parse a list file once; report E006 at this use if it cannot
+ * be read.  NULL only when out of memory. */
+static struct list_cache *list_get(struct sema *S, const struct sn_ast_item *it)
 {
 	char *path = sn_path_join(S->a, it->loc.file, it->text);
 	struct list_cache *c = NULL;
@@ -369,13 +401,14 @@ static const struct list_cache *list_get(struct sema *S,
 		S->oom = true;
 		return NULL;
 	}
-	for (size_t i = 0; i < S->n_lists; i++)
-		if (strcmp(S->lists[i].path, path) == 0)
-			c = &S->lists[i];
+	for (size_t i = 0; i < S->n_lists && !c; i++)
+		if (strcmp(S->lists[i]->path, path) == 0)
+			c = S->lists[i];
 	if (!c) {
 		if (S->n_lists == S->cap_lists) {
 			size_t cap = S->cap_lists ? S->cap_lists * 2 : 8;
-			struct list_cache *v = realloc(S->lists, cap * sizeof(*v));
+			struct list_cache **v = realloc(S->lists,
+							cap * sizeof(*v));
 
 			if (!v) {
 				S->oom = true;
@@ -384,8 +417,12 @@ static const struct list_cache *list_get(struct sema *S,
 			S->lists = v;
 			S->cap_lists = cap;
 		}
-		c = &S->lists[S->n_lists++];
-		memset(c, 0, sizeof(*c));
+		c = sn_arena_alloc(S->a, sizeof(*c));
+		if (!c) {
+			S->oom = true;
+			return NULL;
+		}
+		S->lists[S->n_lists++] = c;
 		c->path = path;
 		c->err = sn_srcmgr_load(&S->ctx->sources, path, &src);
 		if (c->err == -ENOMEM ||
@@ -530,12 +567,12 @@ static const char *type_word(enum vtype t)
 	return t == T_PORT ? "ports" : "addresses";
 }
 
-/* A def whose contents are exactly another def or list is shared, not
- * copied: a million-entry list named by a set costs nothing extra. */
-static void build_def(struct sema *S, struct def *d)
+/* Check a definition whose references are all checked already: literal
+ * entries, list files, types; a bad child makes it bad too. */
+static void validate_def(struct sema *S, struct def *d)
 {
 	const struct sn_ast_stmt *s = d->stmt;
-	const struct sn_ast_item *only = s->items.n == 1 ? s->items.head : NULL;
+	size_t n_files = 0;
 
 	S->srcs.n = 0;
 	S->ports.n = 0;
@@ -543,12 +580,21 @@ static void build_def(struct sema *S, struct def *d)
 		d->bad = true;
 		return;
 	}
+	for (const struct sn_ast_item *it = s->items.head; it; it = it->next)
+		n_files += it->kind == SN_ITEM_FILE;
+	if (n_files) {
+		d->files = sn_arena_calloc(S->a, n_files, sizeof(*d->files));
+		if (!d->files) {
+			S->oom = true;
+			return;
+		}
+	}
 	for (const struct sn_ast_item *it = s->items.head; it; it = it->next) {
 		enum vtype ty = item_type(S, it);
 		struct sn_src src;
 		struct sn_port_range pr;
+		struct list_cache *lc;
 		struct def *t;
-		const struct list_cache *lc;
 
 		if (ty != T_NONE && d->type == T_NONE) {
 			d->type = (uint8_t)ty;
@@ -569,7 +615,6 @@ static void build_def(struct sema *S, struct def *d)
 					sigil(d->is_set), s->name,
 					type_word(d->type),
 					ty == T_PORT ? "a port" : "an address");
-
 			if (!d->is_set)
 				sn_diag_hint(S->d, g, "a variable holds either "
 					     "addresses or ports, not both");
@@ -594,54 +639,37 @@ static void build_def(struct sema *S, struct def *d)
 				d->bad = true;
 			break;
 		case SN_ITEM_FILE:
+			d->n_refs++;
 			lc = list_get(S, it);
-			if (!lc || lc->err || lc->bad)
-				d->bad = true;
 			if (!lc)
-				break;
-			if (it == only) {
-				d->srcs = lc->v;
-				d->n_srcs = lc->n;
 				return;
-			}
-			vec_append(S, &S->srcs, lc->v, lc->n);
+			if (lc->err || lc->bad)
+				d->bad = true;
+			d->files[d->n_files++] = lc;
 			break;
 		case SN_ITEM_SET:
 		case SN_ITEM_VAR:
+			d->n_refs++;
 			t = ref_target(S, it);
 			if (!t) {
 				report_unknown(S, it);
 				d->bad = true;
-				break;
-			}
-			if (t->state != D_DONE || t->bad) {
-				/* a cycle (reported) or a broken definition */
+			} else if (t->state != D_DONE || t->bad) {
+				/* a cycle (reported) or a bad definition */
 				d->bad = true;
-				break;
 			}
-			if (it == only) {
-				d->srcs = t->srcs;
-				d->n_srcs = t->n_srcs;
-				d->ports = t->ports;
-				d->n_ports = t->n_ports;
-				return;
-			}
-			if (t->type == T_ADDR)
-				vec_append(S, &S->srcs, t->srcs, t->n_srcs);
-			else
-				vec_append(S, &S->ports, t->ports, t->n_ports);
 			break;
 		}
 	}
-	d->srcs = vec_freeze(S, &S->srcs);
-	d->n_srcs = S->srcs.n;
-	d->ports = vec_freeze(S, &S->ports);
-	d->n_ports = S->ports.n;
+	d->lit = vec_freeze(S, &S->srcs);
+	d->n_lit = S->srcs.n;
+	d->plit = vec_freeze(S, &S->ports);
+	d->n_plit = S->ports.n;
 }
 
-/* Iterative depth-first expansion: children before parents, cycles found
- * on the explicit stack, native stack use constant whatever the nesting. */
-static void expand(struct sema *S, struct def *root)
+/* Iterative depth-first check: children before parents, cycles found on
+ * the explicit stack, native stack use constant whatever the nesting. */
+static void validate(struct sema *S, struct def *root)
 {
 	if (root->state != D_NEW)
 		return;
@@ -667,10 +695,132 @@ static void expand(struct sema *S, struct def *root)
 		}
 		if (descended)
 			continue;
-		build_def(S, d);
+		validate_def(S, d);
 		d->state = D_DONE;
 		S->n_stack--;
 	}
+}
+
+/* ---- flattening: what a rule's @set / $var stands for ---------------------- */
+
+/*
+ * Entries copied while flattening are bounded: rules that combine big sets
+ * in braces copy them, and a hostile policy could make that quadratic.
+ * A rule that names one set shares the set's array instead.
+ */
+#define SN_SEMA_MAX_EXPANDED ((size_t)1 << 25)
+
+static void take(struct sema *S, struct vec *v, const void *p, size_t n,
+		 struct sn_loc where)
+{
+	if (S->too_big || n == 0)
+		return;
+	if (n > SN_SEMA_MAX_EXPANDED - S->n_expanded) {
+		struct sn_diag *g = sn_diag_add(S->d, SN_SEV_ERROR, "E022",
+			where, "policy too large: its rules expand to more "
+			"than %zu sources and ports", SN_SEMA_MAX_EXPANDED);
+
+		sn_diag_hint(S->d, g, "a rule that names a single set "
+				      "(from @big) shares it; combining big "
+				      "sets in { } copies them");
+		S->too_big = true;
+		return;
+	}
+	S->n_expanded += n;
+	vec_append(S, v, p, n);
+}
+
+/* Append everything root stands for (its literals, then each reference in
+ * order) to S->srcs or S->ports, each definition and list file once per
+ * epoch.  Iterative: the frame stack holds each definition at most once,
+ * so n_defs bounds it. */
+static void gather_def(struct sema *S, struct def *root, bool ports,
+		       struct sn_loc where)
+{
+	if (root->epoch == S->epoch)
+		return;
+	root->epoch = S->epoch;
+	S->n_frames = 0;
+	for (struct def *d = root; d;) {
+		if (ports)
+			take(S, &S->ports, d->plit, d->n_plit, where);
+		else
+			take(S, &S->srcs, d->lit, d->n_lit, where);
+		S->frames[S->n_frames++] = (struct frame){ d, d->stmt->items.head, 0 };
+		d = NULL;
+		while (!d && S->n_frames && !S->oom) {
+			struct frame *f = &S->frames[S->n_frames - 1];
+			const struct sn_ast_item *it = f->it;
+			struct def *t;
+
+			if (!it) {
+				S->n_frames--;
+				continue;
+			}
+			f->it = it->next;
+			if (it->kind == SN_ITEM_FILE) {
+				struct list_cache *lc = f->d->files[f->file_i++];
+
+				if (!ports && lc->epoch != S->epoch) {
+					lc->epoch = S->epoch;
+					take(S, &S->srcs, lc->v, lc->n, where);
+				}
+				continue;
+			}
+			if (it->kind != SN_ITEM_SET && it->kind != SN_ITEM_VAR)
+				continue;
+			t = ref_target(S, it);
+			if (!t || t->epoch == S->epoch)
+				continue;
+			t->epoch = S->epoch;
+			d = t; /* descend */
+		}
+	}
+}
+
+/* The full contents of a (good) definition, computed once.  A definition
+ * that is exactly one other definition or list shares its array. */
+static void flatten(struct sema *S, struct def *d, struct sn_loc where)
+{
+	struct def *x = d;
+
+	if (d->flat_done)
+		return;
+	for (;;) {
+		const struct sn_ast_item *it = x->stmt->items.head;
+
+		if (x->flat_done || x->n_refs == 0 || x->n_lit || x->n_plit ||
+		    x->stmt->items.n != 1)
+			break;
+		if (it->kind == SN_ITEM_FILE) {
+			d->flat = x->files[0]->v;
+			d->n_flat = x->files[0]->n;
+			d->flat_done = true;
+			return;
+		}
+		x = ref_target(S, it); /* good defs form a DAG: this ends */
+	}
+	if (x->flat_done) {
+		d->flat = x->flat;
+		d->n_flat = x->n_flat;
+		d->pflat = x->pflat;
+		d->n_pflat = x->n_pflat;
+	} else if (x->n_refs == 0) {
+		d->flat = x->lit;
+		d->n_flat = x->n_lit;
+		d->pflat = x->plit;
+		d->n_pflat = x->n_plit;
+	} else {
+		S->epoch++;
+		S->srcs.n = 0;
+		S->ports.n = 0;
+		gather_def(S, x, x->type == T_PORT, where);
+		d->flat = vec_freeze(S, &S->srcs);
+		d->n_flat = S->srcs.n;
+		d->pflat = vec_freeze(S, &S->ports);
+		d->n_pflat = S->ports.n;
+	}
+	d->flat_done = true;
 }
 
 /* ---- canonical text --------------------------------------------------------- */
@@ -786,6 +936,31 @@ static int l4_proto(struct sema *S, const struct sn_ast_l4 *l4)
 	return SN_PROTO_ANY;
 }
 
+/* A name used in a rule: the definition if it is usable as `want`, else
+ * NULL after reporting why (quietly for definitions already reported). */
+static struct def *rule_ref(struct sema *S, const struct sn_ast_item *it,
+			    enum vtype want)
+{
+	struct def *t = ref_target(S, it);
+
+	if (!t) {
+		report_unknown(S, it);
+		return NULL;
+	}
+	if (t->bad)
+		return NULL;
+	if (t->type != want) {
+		struct sn_diag *g = sn_diag_add(S->d, SN_SEV_ERROR, "E018",
+			it->loc, "$%s holds %s, not %s", it->text,
+			type_word(t->type), type_word(want));
+
+		sn_diag_note(S->d, g, t->stmt->name_loc, "$%s is defined here",
+			     it->text);
+		return NULL;
+	}
+	return t;
+}
+
 /* Resolve a rule's sources into *out; a single set/variable/list is
  * shared.  Returns false when some source had an error (reported). */
 static bool rule_srcs(struct sema *S, const struct sn_ast_stmt *s,
@@ -795,12 +970,13 @@ static bool rule_srcs(struct sema *S, const struct sn_ast_stmt *s,
 		s->srcs.n == 1 ? s->srcs.head : NULL;
 	bool ok = true;
 
+	S->epoch++;
 	S->srcs.n = 0;
 	if (!s->has_from)
 		push_any(S, s->loc);
 	for (const struct sn_ast_item *it = s->srcs.head; it; it = it->next) {
 		struct sn_src src;
-		const struct list_cache *lc;
+		struct list_cache *lc;
 		struct def *t;
 
 		switch (it->kind) {
@@ -824,37 +1000,25 @@ static bool rule_srcs(struct sema *S, const struct sn_ast_stmt *s,
 				*n = lc->n;
 				return true;
 			}
-			vec_append(S, &S->srcs, lc->v, lc->n);
+			if (lc->epoch != S->epoch) {
+				lc->epoch = S->epoch;
+				take(S, &S->srcs, lc->v, lc->n, s->loc);
+			}
 			break;
 		case SN_ITEM_SET:
 		case SN_ITEM_VAR:
-			t = ref_target(S, it);
+			t = rule_ref(S, it, T_ADDR);
 			if (!t) {
-				report_unknown(S, it);
-				ok = false;
-				break;
-			}
-			if (t->bad) {
-				ok = false;
-				break;
-			}
-			if (t->type == T_PORT) {
-				struct sn_diag *g = sn_diag_add(S->d,
-					SN_SEV_ERROR, "E018", it->loc,
-					"$%s holds ports, not addresses",
-					it->text);
-
-				sn_diag_note(S->d, g, t->stmt->name_loc,
-					     "$%s is defined here", it->text);
 				ok = false;
 				break;
 			}
 			if (it == only) {
-				*out = t->srcs;
-				*n = t->n_srcs;
-				return true;
+				flatten(S, t, s->loc);
+				*out = t->flat;
+				*n = t->n_flat;
+				return !S->too_big;
 			}
-			vec_append(S, &S->srcs, t->srcs, t->n_srcs);
+			gather_def(S, t, false, s->loc);
 			break;
 		case SN_ITEM_PORT:
 		case SN_ITEM_RANGE:
@@ -863,12 +1027,13 @@ static bool rule_srcs(struct sema *S, const struct sn_ast_stmt *s,
 	}
 	*out = vec_freeze(S, &S->srcs);
 	*n = S->srcs.n;
-	return ok;
+	return ok && !S->too_big;
 }
 
-static bool rule_ports(struct sema *S, const struct sn_ast_l4 *l4,
+static bool rule_ports(struct sema *S, const struct sn_ast_stmt *s,
 		       struct sn_port_range **out, size_t *n)
 {
+	const struct sn_ast_l4 *l4 = &s->l4;
 	const struct sn_ast_item *only =
 		l4->ports.n == 1 ? l4->ports.head : NULL;
 	bool ok = true;
@@ -877,6 +1042,7 @@ static bool rule_ports(struct sema *S, const struct sn_ast_l4 *l4,
 	*n = 0;
 	if (!l4->has_ports)
 		return true;
+	S->epoch++;
 	S->ports.n = 0;
 	for (const struct sn_ast_item *it = l4->ports.head; it; it = it->next) {
 		struct sn_port_range pr;
@@ -891,36 +1057,22 @@ static bool rule_ports(struct sema *S, const struct sn_ast_l4 *l4,
 		}
 		if (it->kind != SN_ITEM_VAR)
 			continue;
-		t = ref_target(S, it);
+		t = rule_ref(S, it, T_PORT);
 		if (!t) {
-			report_unknown(S, it);
-			ok = false;
-			continue;
-		}
-		if (t->bad) {
-			ok = false;
-			continue;
-		}
-		if (t->type != T_PORT) {
-			struct sn_diag *g = sn_diag_add(S->d, SN_SEV_ERROR,
-				"E018", it->loc, "$%s holds addresses, not ports",
-				it->text);
-
-			sn_diag_note(S->d, g, t->stmt->name_loc,
-				     "$%s is defined here", it->text);
 			ok = false;
 			continue;
 		}
 		if (it == only) {
-			*out = t->ports;
-			*n = t->n_ports;
-			return true;
+			flatten(S, t, s->loc);
+			*out = t->pflat;
+			*n = t->n_pflat;
+			return !S->too_big;
 		}
-		vec_append(S, &S->ports, t->ports, t->n_ports);
+		gather_def(S, t, true, s->loc);
 	}
 	*out = vec_freeze(S, &S->ports);
 	*n = S->ports.n;
-	return ok;
+	return ok && !S->too_big;
 }
 
 /* icmp only ever matches IPv4 packets, icmpv6 only IPv6: keep the sources
@@ -980,7 +1132,7 @@ static void do_rule(struct sema *S, const struct sn_ast_stmt *s)
 	proto = l4_proto(S, &s->l4);
 	if (proto == -2)
 		ok = false;
-	if (!rule_ports(S, &s->l4, &r.ports, &r.n_ports))
+	if (!rule_ports(S, s, &r.ports, &r.n_ports))
 		ok = false;
 	if (!ok || S->oom)
 		return;
@@ -1181,7 +1333,8 @@ int sn_sema(struct sn_ctx *ctx, const struct sn_ast *ast,
 	S.pol = sn_arena_alloc(S.a, sizeof(*S.pol));
 	S.defs = sn_arena_calloc(S.a, n_defs + 1, sizeof(*S.defs));
 	S.stack = calloc(n_defs + 1, sizeof(*S.stack));
-	if (!S.pol || !S.defs || !S.stack ||
+	S.frames = calloc(n_defs + 1, sizeof(*S.frames));
+	if (!S.pol || !S.defs || !S.stack || !S.frames ||
 	    !names_init(&S, &S.vars, n_defs) || !names_init(&S, &S.sets, n_defs))
 		S.oom = true;
 	if (!S.oom) {
@@ -1199,7 +1352,7 @@ int sn_sema(struct sn_ctx *ctx, const struct sn_ast *ast,
 		walk(&S, ast, collect_def);
 	/* Expand in source order so diagnostics come out in a stable order. */
 	for (size_t i = 0; i < S.n_defs && !S.oom; i++)
-		expand(&S, &S.defs[i]);
+		validate(&S, &S.defs[i]);
 	if (!S.oom)
 		walk(&S, ast, do_stmt);
 
@@ -1212,6 +1365,7 @@ int sn_sema(struct sn_ctx *ctx, const struct sn_ast *ast,
 	if (ret == 0)
 		*out = S.pol;
 	free(S.stack);
+	free(S.frames);
 	free(S.lists);
 	free(S.srcs.v);
 	free(S.ports.v);
