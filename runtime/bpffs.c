@@ -9,6 +9,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
+#include <unistd.h>
 
 #include "state.h"
 
@@ -40,14 +41,31 @@ static bool under_default_mount(const char *path)
 	       (path[n] == '\0' || path[n] == '/');
 }
 
-/* Unknown (no /proc, no permission) counts as not private. */
+static int mntns_of(const char *path, struct stat *st)
+{
+	return stat(path, st) == 0 ? 0 : -errno;
+}
+
+/*
+ * Is our mount namespace a private, short-lived one?  Compared with PID
+ * 1's where we may read it; where we may not (some sandboxes deny it even
+ * to root), with our parent's, which catches `ip netns exec` and
+ * `unshare -m` - both start the command in a fresh mount namespace.
+ * Unknown counts as not private.
+ */
 static bool mntns_is_private(void)
 {
-	struct stat self, init;
-	if (stat("/proc/self/ns/mnt", &self) != 0 ||
-	    stat("/proc/1/ns/mnt", &init) != 0)
+	struct stat self, other;
+	char parent[64];
+
+	if (mntns_of("/proc/self/ns/mnt", &self))
 		return false;
-	return self.st_ino != init.st_ino || self.st_dev != init.st_dev;
+	if (mntns_of("/proc/1/ns/mnt", &other) == 0)
+		return self.st_ino != other.st_ino || self.st_dev != other.st_dev;
+	snprintf(parent, sizeof(parent), "/proc/%d/ns/mnt", (int)getppid());
+	if (mntns_of(parent, &other) == 0)
+		return self.st_ino != other.st_ino || self.st_dev != other.st_dev;
+	return false;
 }
 
 int sn_bpffs_prepare(const char *pin_root, struct sn_bpffs_info *info,
@@ -61,6 +79,19 @@ int sn_bpffs_prepare(const char *pin_root, struct sn_bpffs_info *info,
 			    "pin root %s is not an absolute path", pin_root);
 	if (under_default_mount(pin_root) &&
 	    sn_bpffs_check(SN_BPFFS_MOUNT) != 1) {
+		/* A bpffs mounted here would vanish with this namespace, and
+		 * the pinned link with it: enforcement that silently ends
+		 * when we exit.  Refuse rather than promise what we cannot
+		 * keep. */
+		if (local.private_mntns)
+			return fail(err, errlen, -EXDEV,
+				    "no bpffs at %s and this process runs in "
+				    "a private mount namespace (ip netns "
+				    "exec?), where pins would die with it; "
+				    "mount bpffs on the host (mount -t bpf bpf "
+				    "%s) or enter only the network namespace "
+				    "(nsenter --net=/run/netns/NAME)",
+				    SN_BPFFS_MOUNT, SN_BPFFS_MOUNT);
 		if (mount("bpf", SN_BPFFS_MOUNT, "bpf", 0, "mode=0700") != 0) {
 			rc = -errno;
 			return fail(err, errlen, rc,

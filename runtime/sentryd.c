@@ -571,13 +571,8 @@ int main(int argc, char **argv)
 		return EXIT_FAIL;
 	}
 	if (fs.mounted)
-		sn_log(&d.log, fs.private_mntns ? SN_LOG_WARN : SN_LOG_INFO,
-		       NULL, "mounted bpffs at %s%s", SN_BPFFS_MOUNT,
-		       fs.private_mntns ?
-			       " inside a private mount namespace (ip netns "
-			       "exec?): pins and enforcement end with that "
-			       "namespace; run sentryd with nsenter --net "
-			       "instead" : "");
+		sn_log(&d.log, SN_LOG_INFO, NULL, "mounted bpffs at %s",
+		       SN_BPFFS_MOUNT);
 
 	for (int i = 0; i < d.o.n_ifaces; i++)
 		if (check_no_state(&d, &d.ifs[i]))

@@ -9,6 +9,8 @@
 #    back the first: no XDP program, pins or saved image remain;
 #  - an interface that already has 47Sentry state is refused with the
 #    `sentryctl detach` command to run, and the running daemon is untouched;
+#  - under `ip netns exec` (private mount namespace, where pins would not
+#    outlive the daemon) it refuses instead of enforcing until it exits;
 #  - SIGTERM exits 0 and keeps enforcement; --detach-on-exit removes it.
 #
 # Exit 0 pass, 77 skip (not root), 1 fail.
@@ -127,6 +129,17 @@ WHAT="unknown interface"
 run_sentryd --iface e0 --iface nosuch0 --policy "$POLICY" "${ROOTS[@]}"
 expect_rc 1
 expect_out 'no interface nosuch0'
+nothing_left e0
+
+# ---- ip netns exec: a private mount namespace ----------------------------------
+# `ip netns exec` remounts /sys, so /sys/fs/bpf is empty in there; a bpffs
+# mounted inside would die with the command, pinned link and all.
+WHAT="sentryd under ip netns exec"
+RC=0
+timeout -s TERM 10 ip netns exec "$NS" "$SENTRYD" --iface e0 --policy "$POLICY" \
+	"${ROOTS[@]}" >"$WORK/out" 2>&1 || RC=$?
+expect_rc 1
+expect_out 'private mount namespace'
 nothing_left e0
 
 # ---- failure half-way: rollback ------------------------------------------------
