@@ -10,8 +10,8 @@
 # policy says, 1 otherwise.
 set -euo pipefail
 
-# shellcheck source-path=SCRIPTDIR source=../tests/e2e/lib.sh
-. "$(dirname "$0")/../tests/e2e/lib.sh"
+# shellcheck source-path=SCRIPTDIR source=../tests/e2e/lib.bash
+. "$(dirname "$0")/../tests/e2e/lib.bash"
 
 if [[ $EUID -ne 0 ]]; then
 	echo "demo: needs root (network namespaces and XDP); try: sudo make demo" >&2

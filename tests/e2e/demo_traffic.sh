@@ -14,8 +14,8 @@
 # Exit 0 pass, 77 skip (not root), 1 fail.
 set -euo pipefail
 
-# shellcheck source-path=SCRIPTDIR source=lib.sh
-. "$(dirname "$0")/lib.sh"
+# shellcheck source-path=SCRIPTDIR source=lib.bash
+. "$(dirname "$0")/lib.bash"
 sn_require_root
 sn_require_build
 

@@ -4,7 +4,8 @@
 # a cleanup stack run on every exit path, network namespaces joined by veth
 # pairs, sentryd/probe lifecycles and reading sentryctl's counters.
 #
-# Source it from a script that runs `set -euo pipefail`.  Every wait here is
+# Source it from a script that runs `set -euo pipefail`.  (Named .bash, not
+# .sh, because tests/run-all.sh runs every tests/e2e/*.sh as a test.)  Every wait here is
 # bounded in time and in rounds; every address used lives in namespaces the
 # caller created.
 #
