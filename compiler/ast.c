@@ -176,7 +176,12 @@ static void dump_stmt(FILE *out, const struct sn_ast_stmt *s, int depth)
 			dump_file(out, s->file, depth + 1);
 		} else {
 			indent(out, depth + 1);
-			fprintf(out, "(%s)\n", inc_state_name(s->inc_state));
+			fprintf(out, "(%s", inc_state_name(s->inc_state));
+			if (s->resolved) {
+				fputs(": ", out);
+				put_text(out, s->resolved);
+			}
+			fputs(")\n", out);
 		}
 		break;
 	case SN_STMT_DEFINE:

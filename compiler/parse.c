@@ -70,14 +70,18 @@ void sn_pctx_error(struct sn_pctx *pc, struct sn_loc loc, const char *fmt, ...)
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	sn_diag_add(&pc->ctx->diags, SN_SEV_ERROR, "E001", loc, "%s", msg);
-	if (++pc->n_errors >= SN_PARSE_MAX_ERRORS) {
+	/* Give up on the file after SN_PARSE_MAX_ERRORS, or as soon as only
+	 * one kept diagnostic is left: what follows would not be shown, and
+	 * the last slot tells the user that we stopped and why. */
+	if (++pc->n_errors >= SN_PARSE_MAX_ERRORS ||
+	    pc->ctx->diags.n + 1 >= pc->ctx->diags.max_kept) {
 		struct sn_diag *d = sn_diag_add(&pc->ctx->diags, SN_SEV_ERROR,
 			"E001", loc, "too many syntax errors in %s, giving up on this file",
 			pc->path);
 
 		sn_diag_hint(&pc->ctx->diags, d,
-			     "is this a policy file? (stopped after %d errors)",
-			     SN_PARSE_MAX_ERRORS);
+			     "is this a policy file? (stopped after %u errors)",
+			     pc->n_errors);
 		pc->stop = true;
 	}
 }
@@ -148,6 +152,7 @@ struct inc_frame {
 
 struct inc_state {
 	struct sn_ctx *ctx;
+	/* the main file and up to SN_INCLUDE_MAX_DEPTH nested includes */
 	struct inc_frame stack[SN_INCLUDE_MAX_DEPTH + 1];
 	unsigned depth;
 	struct file_id *seen; /* every file parsed, for include-once */
@@ -243,7 +248,7 @@ static int do_include(struct inc_state *st, const struct sn_ast *parent,
 			return 0;
 		}
 	}
-	if (st->depth >= SN_INCLUDE_MAX_DEPTH) {
+	if (st->depth > SN_INCLUDE_MAX_DEPTH) {
 		inc->inc_state = SN_INC_TOO_DEEP;
 		d = sn_diag_add(&ctx->diags, SN_SEV_ERROR, "E009", inc->path_loc,
 				"includes nested too deeply (more than %d levels)",

@@ -15,7 +15,8 @@
 #include "ast.h"
 #include "compile.h"
 
-/* Stop reporting (and parsing) a file after this many syntax errors. */
+/* Stop reporting (and parsing) a file after this many syntax errors (or
+ * earlier, when the diagnostics list is about to be full). */
 #define SN_PARSE_MAX_ERRORS 1000
 
 /* Semantic value of a token. */

@@ -303,7 +303,16 @@ static void test_garbage(void)
 	CHECK(sn_parse_text(&ctx, "big", big, 200000, &ast) == 0);
 	CHECK(ctx.diags.n_errors <= 1001);
 	CHECK(ctx.diags.n <= SN_DIAGS_DEFAULT_MAX);
-	CHECK(ctx.diags.suppressed > 0);
+	/* the last kept diagnostic says that parsing stopped */
+	CHECK(ctx.diags.n > 0 &&
+	      strstr(ctx.diags.v[ctx.diags.n - 1].message, "giving up"));
+	sn_ctx_free(&ctx);
+
+	/* with room for everything, the parser stops at 1000 errors */
+	sn_ctx_init(&ctx);
+	ctx.diags.max_kept = 5000;
+	CHECK(sn_parse_text(&ctx, "big", big, 200000, &ast) == 0);
+	CHECK(ctx.diags.n_errors == 1001);
 	sn_ctx_free(&ctx);
 	free(big);
 }
