@@ -73,8 +73,9 @@ static void make_pool(void)
 			*p = *parent;
 			unsigned max = p->family == SN_FAMILY_V4 ? 32 : 128;
 
-			p->len = (uint8_t)(parent->len + 1 +
-					   rnd_below(max - parent->len));
+			if (parent->len < max)
+				p->len = (uint8_t)(parent->len + 1 +
+						   rnd_below(max - parent->len));
 			if (p->len > max)
 				p->len = (uint8_t)max;
 			for (unsigned b = parent->len / 8; b < 16; b++)
@@ -152,7 +153,7 @@ static void random_packet(struct sn_packet *pkt)
 	pkt->proto = pp[rnd_below(sizeof(pp))];
 	pkt->has_port = (pkt->proto == 6 || pkt->proto == 17) && rnd_below(8);
 	pkt->dport = pkt->has_port ? (uint16_t)(rnd_below(2)
-		? port_pool[rnd_below(10)] + (int)rnd_below(3) - 1
+		? (uint32_t)(port_pool[rnd_below(10)] + (int)rnd_below(3) - 1)
 		: rnd_below(65536)) : 0;
 }
 
