@@ -140,6 +140,7 @@ static int run_expects(struct sn_ctx *ctx, const struct sn_policy *p,
 			sn_diag_note(&ctx->diags, d, (struct sn_loc){ 0 },
 				     "decided by %s", r->text);
 	}
+	fflush(stdout); /* the report first, then the diagnostics */
 	render(ctx);
 	printf("%s: %zu passed, %zu failed\n", p->main_file ? p->main_file : "",
 	       passed, failed);
