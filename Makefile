@@ -43,7 +43,7 @@ TEST_BINS    := $(TEST_C_SRC:tests/%.c=$(BUILD)/tests/%)
 BINS := $(BUILD)/sentry-compile $(BUILD)/sentryd $(BUILD)/sentryctl
 
 .PHONY: all deps test test-unit test-golden test-kernel test-e2e demo \
-        clean golden-update check-root fmt-check
+        clean golden-update test-sanitize
 all: $(BINS) $(BPF_OBJ) $(TEST_BINS)
 
 # ---- generated parser ------------------------------------------------------
@@ -106,6 +106,15 @@ test-kernel: all
 test-e2e: all
 	./tests/run-all.sh e2e
 
+# Every suite again with the userspace built under ASan and UBSan (any
+# report aborts the process, so the test fails).
+SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer \
+             -fno-sanitize-recover=all
+test-sanitize:
+	$(MAKE) BUILD=build-san SAN="$(SAN_FLAGS)" OPT="-O1 -g" all
+	BUILD=build-san ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	UBSAN_OPTIONS=print_stacktrace=1 ./tests/run-all.sh
+
 # Rewrite expected golden outputs from the current build (review the diff!).
 golden-update: all
 	UPDATE=1 ./tests/golden/run.sh
@@ -115,6 +124,6 @@ demo: all
 	./tools/demo.sh
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) build-san
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
