@@ -29,7 +29,7 @@
  *   E017  duplicate default for an address family
  *   E018  type mismatch: a port variable used as a source or an address
  *         variable as ports, addresses and ports mixed in one variable,
- *         protocol number > 255
+ *         protocol number > 255 or the reserved 255
  *   E019  reference cycle between sets/variables (@a contains @b contains @a)
  *   E020  bad expect: a prefix instead of an address, tcp/udp without port
  *         or fragment, port together with fragment
@@ -929,6 +929,13 @@ static int l4_proto(struct sema *S, const struct sn_ast_l4 *l4)
 			sn_diag_add(S->d, SN_SEV_ERROR, "E018", l4->proto.loc,
 				    "protocol number %s out of range (0-255)",
 				    num_text(S, &l4->proto));
+			return -2;
+		}
+		/* IANA reserves 255; expect lines without a protocol use it as
+		 * "a protocol no rule names", so no rule may name it. */
+		if (l4->proto.value == 255) {
+			sn_diag_add(S->d, SN_SEV_ERROR, "E018", l4->proto.loc,
+				    "protocol 255 is reserved");
 			return -2;
 		}
 		return (int)l4->proto.value;
