@@ -6,6 +6,8 @@
  * from the pins alone, including when the link pin is missing while a
  * process still holds the link.
  *
+ * An ifb or bridge device (no native XDP) checks the AUTO fallback to generic.
+ *
  * Without root, BPF or network namespaces the test skips (exit 77).
  */
 #include <errno.h>
@@ -200,6 +202,39 @@ out:
 	sn_dp_close(dp);
 }
 
+/*
+ * A device without native XDP (ifb or bridge): NATIVE is refused with a reason,
+ * AUTO falls back to generic and says so.
+ */
+static void test_auto_fallback(struct t *t, const struct sn_image *image,
+			       int ifindex)
+{
+	struct sn_dataplane *dp = NULL;
+	enum sn_attach_mode mode = 0;
+	char err[512] = "";
+	uint8_t qmode = 0;
+	int rc;
+
+	if (load(t, image, &dp))
+		goto out;
+	rc = sn_dp_attach(dp, ifindex, SN_XDP_MODE_NATIVE, &mode, err,
+			  sizeof(err));
+	CHECK(t, rc == -EOPNOTSUPP && strstr(err, "native"),
+	      "native without driver support: %d %s", rc, err);
+	rc = sn_dp_attach(dp, ifindex, SN_XDP_MODE_AUTO, &mode, err,
+			  sizeof(err));
+	CHECK(t, rc == 0 && mode == SN_ATTACH_GENERIC,
+	      "auto without driver support: %d mode %d %s", rc, mode, err);
+	CHECK(t, xdp_prog_on(ifindex, &qmode) == prog_id(sn_dp_prog_fd(dp)) &&
+			 qmode == XDP_ATTACHED_SKB,
+	      "auto without driver support is not attached in generic mode");
+out:
+	/* Not pinned: closing the link takes the program off. */
+	sn_dp_close(dp);
+	CHECK(t, xdp_prog_on(ifindex, NULL) == 0,
+	      "unpinned link outlived sn_dp_close");
+}
+
 /* A half-removed directory is fine; a foreign entry is reported. */
 static void test_partial_dirs(struct t *t, const struct sn_image *image,
 			      const char *dir)
@@ -239,7 +274,7 @@ int main(void)
 	struct sn_image *image = NULL;
 	char root[128], dir[160], err[512] = "";
 	struct sn_dataplane *probe = NULL;
-	int ifa, ifb, rc;
+	int ifa, ifb, ifd, rc;
 
 	if (geteuid() != 0) {
 		printf("SKIP: needs root (BPF, netns)\n");
@@ -258,6 +293,11 @@ int main(void)
 	}
 	ifa = (int)if_nametoindex("sn-a");
 	ifb = (int)if_nametoindex("sn-b");
+	/* Without native XDP: ifb, else a bridge, whichever this kernel has. */
+	if (system("ip link add sn-d type ifb 2>/dev/null || "
+		   "ip link add sn-d type bridge") == 0)
+		system("ip link set sn-d up");
+	ifd = (int)if_nametoindex("sn-d");
 
 	sn_ctx_init(&ctx);
 	rc = sn_compile_text(&ctx, "policy", policy, strlen(policy), NULL,
@@ -279,6 +319,10 @@ int main(void)
 	test_cycle(&t, image, dir, ifa);
 	snprintf(dir, sizeof(dir), "%s/sn-b", root);
 	test_lost_link_pin(&t, image, dir, ifb);
+	if (ifd)
+		test_auto_fallback(&t, image, ifd);
+	else
+		printf("note: no device without native XDP, AUTO fallback untested\n");
 	snprintf(dir, sizeof(dir), "%s/partial", root);
 	test_partial_dirs(&t, image, dir);
 	/* Leave nothing in bpffs, whatever failed above. */
