@@ -3,7 +3,6 @@
 
 #include <errno.h>
 #include <linux/magic.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mount.h>
@@ -11,20 +10,8 @@
 #include <sys/vfs.h>
 #include <unistd.h>
 
+#include "errmsg.h"
 #include "state.h"
-
-static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
-{
-	if (err && errlen) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return rc;
-}
 
 int sn_bpffs_check(const char *path)
 {
@@ -75,7 +62,7 @@ int sn_bpffs_prepare(const char *pin_root, struct sn_bpffs_info *info,
 	int rc;
 
 	if (pin_root[0] != '/')
-		return fail(err, errlen, -EINVAL,
+		return sn_fail(err, errlen, -EINVAL,
 			    "pin root %s is not an absolute path", pin_root);
 	if (under_default_mount(pin_root) &&
 	    sn_bpffs_check(SN_BPFFS_MOUNT) != 1) {
@@ -84,7 +71,7 @@ int sn_bpffs_prepare(const char *pin_root, struct sn_bpffs_info *info,
 		 * when we exit.  Refuse rather than promise what we cannot
 		 * keep. */
 		if (local.private_mntns)
-			return fail(err, errlen, -EXDEV,
+			return sn_fail(err, errlen, -EXDEV,
 				    "no bpffs at %s and this process runs in "
 				    "a private mount namespace (ip netns "
 				    "exec?), where pins would die with it; "
@@ -94,7 +81,7 @@ int sn_bpffs_prepare(const char *pin_root, struct sn_bpffs_info *info,
 				    SN_BPFFS_MOUNT, SN_BPFFS_MOUNT);
 		if (mount("bpf", SN_BPFFS_MOUNT, "bpf", 0, "mode=0700") != 0) {
 			rc = -errno;
-			return fail(err, errlen, rc,
+			return sn_fail(err, errlen, rc,
 				    "cannot mount bpffs at %s: %s",
 				    SN_BPFFS_MOUNT, strerror(-rc));
 		}
@@ -102,14 +89,14 @@ int sn_bpffs_prepare(const char *pin_root, struct sn_bpffs_info *info,
 	}
 	rc = sn_mkdir_p(pin_root);
 	if (rc)
-		return fail(err, errlen, rc, "cannot create pin root %s: %s",
+		return sn_fail(err, errlen, rc, "cannot create pin root %s: %s",
 			    pin_root, strerror(-rc));
 	rc = sn_bpffs_check(pin_root);
 	if (rc < 0)
-		return fail(err, errlen, rc, "%s: %s", pin_root,
+		return sn_fail(err, errlen, rc, "%s: %s", pin_root,
 			    strerror(-rc));
 	if (rc == 0)
-		return fail(err, errlen, -EINVAL,
+		return sn_fail(err, errlen, -EINVAL,
 			    "pin root %s is not on a bpffs (mount -t bpf bpf "
 			    "<dir>)", pin_root);
 	if (info)

@@ -12,7 +12,6 @@
 #include <errno.h>
 #include <limits.h>
 #include <linux/if_link.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +22,7 @@
 #include <bpf/libbpf.h>
 
 #include "dataplane.h"
+#include "errmsg.h"
 #include "sentry_xdp.skel.h"
 
 /* Fixed sizes of the tables the image does not size. */
@@ -58,18 +58,6 @@ static struct bpf_map *dp_map(const struct sn_dataplane *dp, int i)
 		dp->skel->maps.sn_meta,
 	};
 	return maps[i];
-}
-
-__attribute__((format(printf, 3, 4))) static void
-seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !errlen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
 }
 
 /* dir/name into buf; -ENAMETOOLONG when it does not fit. */
@@ -124,23 +112,23 @@ static int check_constants(const struct sn_image *image, char *err,
 	uint32_t valid_tables = ((1u << (SN_PORT_TABLES + 1)) - 1) & ~1u;
 
 	if (c->abi_version != SN_ABI_VERSION) {
-		seterr(err, errlen,
+		sn_seterr(err, errlen,
 		       "policy image has ABI version %u, this data plane %u",
 		       c->abi_version, SN_ABI_VERSION);
 		return -EPROTO;
 	}
 	if (!c->l4_stride || c->l4_stride < image->n_l4) {
-		seterr(err, errlen, "policy image: l4_stride %u < %u L4 classes",
+		sn_seterr(err, errlen, "policy image: l4_stride %u < %u L4 classes",
 		       c->l4_stride, image->n_l4);
 		return -EINVAL;
 	}
 	if (c->port_tables & ~valid_tables) {
-		seterr(err, errlen, "policy image: unknown port tables 0x%x",
+		sn_seterr(err, errlen, "policy image: unknown port tables 0x%x",
 		       c->port_tables);
 		return -EINVAL;
 	}
 	if (!image->n_classes) {
-		seterr(err, errlen, "policy image has no source class");
+		sn_seterr(err, errlen, "policy image has no source class");
 		return -EINVAL;
 	}
 	return 0;
@@ -163,7 +151,7 @@ int sn_dp_load(const struct sn_image *image, struct sn_dataplane **out,
 	log = malloc(SN_LOG_BUF_SIZE);
 	if (!dp || !log) {
 		ret = -ENOMEM;
-		seterr(err, errlen, "out of memory");
+		sn_seterr(err, errlen, "out of memory");
 		goto fail;
 	}
 	log[0] = '\0';
@@ -177,7 +165,7 @@ int sn_dp_load(const struct sn_image *image, struct sn_dataplane **out,
 	if (!dp->cap_v4 || !dp->cap_v6 || !dp->cap_decisions ||
 	    !dp->cap_counters) {
 		ret = -E2BIG;
-		seterr(err, errlen, "policy image too large for BPF maps");
+		sn_seterr(err, errlen, "policy image too large for BPF maps");
 		goto fail;
 	}
 
@@ -190,7 +178,7 @@ int sn_dp_load(const struct sn_image *image, struct sn_dataplane **out,
 	dp->skel = sentry_xdp__open_opts(&oopts);
 	if (!dp->skel) {
 		ret = -errno;
-		seterr(err, errlen, "cannot open the XDP object: %s",
+		sn_seterr(err, errlen, "cannot open the XDP object: %s",
 		       strerror(-ret));
 		goto fail;
 	}
@@ -203,7 +191,7 @@ int sn_dp_load(const struct sn_image *image, struct sn_dataplane **out,
 	for (int i = 0; i < SN_N_MAPS; i++) {
 		ret = bpf_map__set_max_entries(dp_map(dp, i), sizes[i]);
 		if (ret) {
-			seterr(err, errlen, "sizing map %s: %s",
+			sn_seterr(err, errlen, "sizing map %s: %s",
 			       sn_map_names[i], strerror(-ret));
 			goto fail;
 		}
@@ -216,7 +204,7 @@ int sn_dp_load(const struct sn_image *image, struct sn_dataplane **out,
 		char reason[256];
 
 		log_reason(log, reason, sizeof(reason));
-		seterr(err, errlen, "loading the XDP program: %s%s%s",
+		sn_seterr(err, errlen, "loading the XDP program: %s%s%s",
 		       strerror(-ret), reason[0] ? ": " : "", reason);
 		goto fail;
 	}
@@ -270,7 +258,7 @@ static int apply_ports(int fd, const struct sn_image *image, char *err,
 	int ret = 0;
 
 	if (!cls) {
-		seterr(err, errlen, "out of memory");
+		sn_seterr(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
 	/*
@@ -291,7 +279,7 @@ static int apply_ports(int fd, const struct sn_image *image, char *err,
 		ret = array_write(fd, (t - 1) * SN_PORTS_PER_TABLE, cls,
 				  sizeof(*cls), SN_PORTS_PER_TABLE);
 		if (ret)
-			seterr(err, errlen, "writing sn_ports: %s",
+			sn_seterr(err, errlen, "writing sn_ports: %s",
 			       strerror(-ret));
 	}
 	free(cls);
@@ -334,7 +322,7 @@ static int apply_lpm(int fd, int family, const struct sn_class_prefix *pfx,
 
 	keys = calloc(n ? n : 1, sizeof(*keys));
 	if (!keys) {
-		seterr(err, errlen, "out of memory");
+		sn_seterr(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
 	for (size_t i = 0; i < n; i++) {
@@ -345,7 +333,7 @@ static int apply_lpm(int fd, int family, const struct sn_class_prefix *pfx,
 
 		if (cp->prefix.family != family || plen > alen * 8 ||
 		    cls >= n_classes) {
-			seterr(err, errlen, "%s: prefix %zu invalid", name, i);
+			sn_seterr(err, errlen, "%s: prefix %zu invalid", name, i);
 			ret = -EINVAL;
 			goto out;
 		}
@@ -353,7 +341,7 @@ static int apply_lpm(int fd, int family, const struct sn_class_prefix *pfx,
 		memcpy(k + sizeof(plen), cp->prefix.addr, alen);
 		ret = bpf_map_update_elem(fd, k, &cls, BPF_ANY);
 		if (ret) {
-			seterr(err, errlen, "writing %s: %s", name,
+			sn_seterr(err, errlen, "writing %s: %s", name,
 			       strerror(-ret));
 			goto out;
 		}
@@ -368,7 +356,7 @@ static int apply_lpm(int fd, int family, const struct sn_class_prefix *pfx,
 
 				if (!s) {
 					ret = -ENOMEM;
-					seterr(err, errlen, "out of memory");
+					sn_seterr(err, errlen, "out of memory");
 					goto out;
 				}
 				stale = s;
@@ -381,7 +369,7 @@ static int apply_lpm(int fd, int family, const struct sn_class_prefix *pfx,
 		prev = &cur;
 	}
 	if (ret != -ENOENT) {
-		seterr(err, errlen, "walking %s: %s", name, strerror(-ret));
+		sn_seterr(err, errlen, "walking %s: %s", name, strerror(-ret));
 		goto out;
 	}
 	ret = 0;
@@ -390,7 +378,7 @@ static int apply_lpm(int fd, int family, const struct sn_class_prefix *pfx,
 		if (ret == -ENOENT)
 			ret = 0;
 		if (ret)
-			seterr(err, errlen, "pruning %s: %s", name,
+			sn_seterr(err, errlen, "pruning %s: %s", name,
 			       strerror(-ret));
 	}
 out:
@@ -412,7 +400,7 @@ int sn_dp_apply(struct sn_dataplane *dp, const struct sn_image *image,
 	/* Rodata is frozen at load: other constants need another program. */
 	if (c->l4_stride != dp->constants.l4_stride ||
 	    c->port_tables != dp->constants.port_tables) {
-		seterr(err, errlen,
+		sn_seterr(err, errlen,
 		       "generated constants changed (l4_stride %u->%u, port tables 0x%x->0x%x): the program must be reloaded",
 		       dp->constants.l4_stride, c->l4_stride,
 		       dp->constants.port_tables, c->port_tables);
@@ -420,7 +408,7 @@ int sn_dp_apply(struct sn_dataplane *dp, const struct sn_image *image,
 	}
 	if (image->n_v4 > dp->cap_v4 || image->n_v6 > dp->cap_v6 ||
 	    n_dec > dp->cap_decisions || image->n_rules > dp->cap_counters) {
-		seterr(err, errlen,
+		sn_seterr(err, errlen,
 		       "policy image outgrew the loaded maps: the program must be reloaded");
 		return -E2BIG;
 	}
@@ -429,7 +417,7 @@ int sn_dp_apply(struct sn_dataplane *dp, const struct sn_image *image,
 
 		if (r->table < 1 || r->table > SN_PORT_TABLES ||
 		    r->lo > r->hi || r->l4_class >= c->l4_stride) {
-			seterr(err, errlen, "policy image: port run %zu invalid",
+			sn_seterr(err, errlen, "policy image: port run %zu invalid",
 			       i);
 			return -EINVAL;
 		}
@@ -437,7 +425,7 @@ int sn_dp_apply(struct sn_dataplane *dp, const struct sn_image *image,
 	for (uint32_t i = 0; i < SN_PROTO_ENTRIES; i++) {
 		if (image->proto[i].l4_noport >= c->l4_stride ||
 		    image->proto[i].port_table > SN_PORT_TABLES) {
-			seterr(err, errlen,
+			sn_seterr(err, errlen,
 			       "policy image: protocol %u entry invalid", i);
 			return -EINVAL;
 		}
@@ -448,7 +436,7 @@ int sn_dp_apply(struct sn_dataplane *dp, const struct sn_image *image,
 		if (d->rule_id >= image->n_rules ||
 		    (d->verdict != SN_VERDICT_ALLOW &&
 		     d->verdict != SN_VERDICT_BLOCK)) {
-			seterr(err, errlen,
+			sn_seterr(err, errlen,
 			       "policy image: decision %llu invalid",
 			       (unsigned long long)i);
 			return -EINVAL;
@@ -465,7 +453,7 @@ int sn_dp_apply(struct sn_dataplane *dp, const struct sn_image *image,
 	ret = array_write(bpf_map__fd(dp->skel->maps.sn_proto), 0, image->proto,
 			  sizeof(image->proto[0]), SN_PROTO_ENTRIES);
 	if (ret) {
-		seterr(err, errlen, "writing sn_proto: %s", strerror(-ret));
+		sn_seterr(err, errlen, "writing sn_proto: %s", strerror(-ret));
 		return ret;
 	}
 	ret = apply_ports(bpf_map__fd(dp->skel->maps.sn_ports), image, err,
@@ -476,7 +464,7 @@ int sn_dp_apply(struct sn_dataplane *dp, const struct sn_image *image,
 			  image->decisions, sizeof(image->decisions[0]),
 			  (uint32_t)n_dec);
 	if (ret) {
-		seterr(err, errlen, "writing sn_decisions: %s", strerror(-ret));
+		sn_seterr(err, errlen, "writing sn_decisions: %s", strerror(-ret));
 		return ret;
 	}
 	ret = apply_lpm(bpf_map__fd(dp->skel->maps.sn_lpm_v4), SN_FAMILY_V4,
@@ -504,7 +492,7 @@ int sn_dp_attach(struct sn_dataplane *dp, int ifindex,
 	int fd;
 
 	if (dp->link_fd >= 0) {
-		seterr(err, errlen, "already attached to ifindex %d",
+		sn_seterr(err, errlen, "already attached to ifindex %d",
 		       dp->ifindex);
 		return -EBUSY;
 	}
@@ -533,7 +521,7 @@ int sn_dp_attach(struct sn_dataplane *dp, int ifindex,
 			why = "no such interface";
 		else if (fd == -EOPNOTSUPP && req == SN_XDP_MODE_NATIVE)
 			why = "driver has no native XDP (try generic)";
-		seterr(err, errlen, "attaching XDP (%s) to ifindex %d: %s",
+		sn_seterr(err, errlen, "attaching XDP (%s) to ifindex %d: %s",
 		       got == SN_ATTACH_GENERIC ? "generic" : "native",
 		       ifindex, why);
 		return fd;
@@ -578,7 +566,7 @@ int sn_dp_pin(struct sn_dataplane *dp, const char *dir, char *err,
 
 	ret = mkdir_p(dir);
 	if (ret) {
-		seterr(err, errlen, "creating %s: %s", dir, strerror(-ret));
+		sn_seterr(err, errlen, "creating %s: %s", dir, strerror(-ret));
 		return ret;
 	}
 	names[n] = "prog";
@@ -596,7 +584,7 @@ int sn_dp_pin(struct sn_dataplane *dp, const char *dir, char *err,
 		if (!ret && bpf_obj_pin(fds[done], path))
 			ret = -errno;
 		if (ret) {
-			seterr(err, errlen, "pinning %s/%s: %s", dir,
+			sn_seterr(err, errlen, "pinning %s/%s: %s", dir,
 			       names[done],
 			       ret == -EEXIST ? "already pinned (stale state? sentryctl detach)" :
 						strerror(-ret));
@@ -748,7 +736,7 @@ int sn_pinned_detach(const char *dir, char *err, size_t errlen)
 
 	if (stat(dir, &st)) {
 		ret = -errno;
-		seterr(err, errlen, "%s: %s", dir, strerror(errno));
+		sn_seterr(err, errlen, "%s: %s", dir, strerror(errno));
 		return ret;
 	}
 	/*
@@ -759,7 +747,7 @@ int sn_pinned_detach(const char *dir, char *err, size_t errlen)
 	if (fd >= 0) {
 		if (bpf_link_detach(fd)) {
 			ret = -errno;
-			seterr(err, errlen, "detaching %s/link: %s", dir,
+			sn_seterr(err, errlen, "detaching %s/link: %s", dir,
 			       strerror(errno));
 		}
 		close(fd);
@@ -775,7 +763,7 @@ int sn_pinned_detach(const char *dir, char *err, size_t errlen)
 
 			if (r < 0) {
 				ret = r;
-				seterr(err, errlen,
+				sn_seterr(err, errlen,
 				       "looking for links of %s/prog: %s", dir,
 				       strerror(-r));
 			}
@@ -793,13 +781,13 @@ int sn_pinned_detach(const char *dir, char *err, size_t errlen)
 			continue;
 		if (unlink(path) && errno != ENOENT && !ret) {
 			ret = -errno;
-			seterr(err, errlen, "unpinning %s: %s", path,
+			sn_seterr(err, errlen, "unpinning %s: %s", path,
 			       strerror(errno));
 		}
 	}
 	if (!ret && rmdir(dir)) {
 		ret = -errno;
-		seterr(err, errlen, "removing %s: %s%s", dir, strerror(errno),
+		sn_seterr(err, errlen, "removing %s: %s%s", dir, strerror(errno),
 		       errno == ENOTEMPTY ? " (files 47Sentry did not pin)" :
 					    "");
 	}

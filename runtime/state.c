@@ -4,7 +4,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,21 +11,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "errmsg.h"
+
 /* Linux IFNAMSIZ is 16 including the NUL. */
 #define SN_IFNAME_MAX 15
-
-static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
-{
-	if (err && errlen) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return rc;
-}
 
 int sn_ifname_check(const char *ifname)
 {
@@ -93,28 +81,28 @@ int sn_state_save_image(const char *state_dir, const char *ifname,
 	int rc;
 
 	if (sn_ifname_check(ifname))
-		return fail(err, errlen, -EINVAL, "invalid interface name");
+		return sn_fail(err, errlen, -EINVAL, "invalid interface name");
 	if (sn_state_join(dir, sizeof(dir), state_dir, ifname) ||
 	    sn_state_join(path, sizeof(path), dir, SN_STATE_IMAGE_NAME) ||
 	    sn_state_join(tmp, sizeof(tmp), dir, SN_STATE_IMAGE_NAME ".XXXXXX"))
-		return fail(err, errlen, -ENAMETOOLONG, "state path too long");
+		return sn_fail(err, errlen, -ENAMETOOLONG, "state path too long");
 	rc = sn_mkdir_p(dir);
 	if (rc)
-		return fail(err, errlen, rc, "cannot create %s: %s", dir,
+		return sn_fail(err, errlen, rc, "cannot create %s: %s", dir,
 			    strerror(-rc));
 
 	void *buf = NULL;
 	size_t len = 0;
 	rc = sn_image_serialize(image, &buf, &len);
 	if (rc)
-		return fail(err, errlen, rc, "cannot serialise the image: %s",
+		return sn_fail(err, errlen, rc, "cannot serialise the image: %s",
 			    strerror(-rc));
 
 	int fd = mkstemp(tmp);
 	if (fd < 0) {
 		rc = -errno;
 		free(buf);
-		return fail(err, errlen, rc, "cannot create %s: %s", tmp,
+		return sn_fail(err, errlen, rc, "cannot create %s: %s", tmp,
 			    strerror(-rc));
 	}
 	rc = write_all(fd, buf, len);
@@ -129,7 +117,7 @@ int sn_state_save_image(const char *state_dir, const char *ifname,
 		rc = -errno;
 	if (rc) {
 		unlink(tmp);
-		return fail(err, errlen, rc, "cannot write %s: %s", path,
+		return sn_fail(err, errlen, rc, "cannot write %s: %s", path,
 			    strerror(-rc));
 	}
 	/* The rename is durable only once the directory entry is. */
@@ -140,7 +128,7 @@ int sn_state_save_image(const char *state_dir, const char *ifname,
 		close(dfd);
 	}
 	if (rc)
-		return fail(err, errlen, rc, "cannot sync %s: %s", dir,
+		return sn_fail(err, errlen, rc, "cannot sync %s: %s", dir,
 			    strerror(-rc));
 	return 0;
 }
@@ -151,18 +139,18 @@ int sn_state_load_image(const char *state_dir, const char *ifname,
 {
 	char dir[4096], path[4096];
 	if (sn_ifname_check(ifname))
-		return fail(err, errlen, -EINVAL, "invalid interface name");
+		return sn_fail(err, errlen, -EINVAL, "invalid interface name");
 	if (sn_state_join(dir, sizeof(dir), state_dir, ifname) ||
 	    sn_state_join(path, sizeof(path), dir, SN_STATE_IMAGE_NAME))
-		return fail(err, errlen, -ENAMETOOLONG, "state path too long");
+		return sn_fail(err, errlen, -ENAMETOOLONG, "state path too long");
 	if (access(path, R_OK) != 0) {
 		int rc = -errno;
-		return fail(err, errlen, rc, "%s: %s", path, strerror(-rc));
+		return sn_fail(err, errlen, rc, "%s: %s", path, strerror(-rc));
 	}
 	char why[256] = "";
 	int rc = sn_image_read_file(path, arena, out, why, sizeof(why));
 	if (rc)
-		return fail(err, errlen, rc, "%s: %s", path,
+		return sn_fail(err, errlen, rc, "%s: %s", path,
 			    why[0] ? why : strerror(-rc));
 	return 0;
 }
@@ -180,16 +168,16 @@ int sn_state_remove(const char *state_dir, const char *ifname, char *err,
 {
 	char dir[4096], path[4096];
 	if (sn_ifname_check(ifname))
-		return fail(err, errlen, -EINVAL, "invalid interface name");
+		return sn_fail(err, errlen, -EINVAL, "invalid interface name");
 	if (sn_state_join(dir, sizeof(dir), state_dir, ifname))
-		return fail(err, errlen, -ENAMETOOLONG, "state path too long");
+		return sn_fail(err, errlen, -ENAMETOOLONG, "state path too long");
 
 	DIR *d = opendir(dir);
 	if (!d) {
 		int rc = -errno;
 		if (rc == -ENOENT)
 			return rc;
-		return fail(err, errlen, rc, "%s: %s", dir, strerror(-rc));
+		return sn_fail(err, errlen, rc, "%s: %s", dir, strerror(-rc));
 	}
 	int rc = 0;
 	struct dirent *e;
@@ -207,7 +195,7 @@ int sn_state_remove(const char *state_dir, const char *ifname, char *err,
 	if (!rc && rmdir(dir) != 0)
 		rc = -errno;
 	if (rc)
-		return fail(err, errlen, rc, "cannot remove %s: %s", dir,
+		return sn_fail(err, errlen, rc, "cannot remove %s: %s", dir,
 			    strerror(-rc));
 	return 0;
 }
