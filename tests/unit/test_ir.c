@@ -250,12 +250,62 @@ static void test_corruption(void)
 	sn_ctx_free(&ctx);
 }
 
+/*
+ * A policy whose decision table would exceed the data plane's capacity is
+ * refused with E030 (1201 L4 classes -> stride 2048, times > 2048 distinct
+ * source classes is more than 2^22 entries), not built half-way.
+ */
+static void test_capacity(void)
+{
+	struct sn_ctx ctx;
+	struct sn_policy p = { 0 };
+	struct sn_image *img = NULL;
+	const size_t n_ports = 600, n_prefixes = 2100;
+
+	sn_ctx_init(&ctx);
+	p.default_v4.verdict = p.default_v6.verdict = SN_VERDICT_ALLOW;
+	p.n_rules = n_ports + n_prefixes;
+	p.rules = sn_arena_calloc(&ctx.arena, p.n_rules, sizeof(*p.rules));
+	for (size_t i = 0; i < p.n_rules; i++) {
+		struct sn_rule *r = &p.rules[i];
+
+		r->id = SN_RULE_FIRST + (uint32_t)i;
+		r->verdict = SN_VERDICT_BLOCK;
+		r->n_srcs = 1;
+		r->srcs = sn_arena_calloc(&ctx.arena, 1, sizeof(*r->srcs));
+		r->srcs[0].prefix.family = SN_FAMILY_V4;
+		r->text = "capacity rule";
+		if (i < n_ports) {
+			r->proto = SN_PROTO_TCP;
+			r->n_ports = 1;
+			r->ports = sn_arena_calloc(&ctx.arena, 1, sizeof(*r->ports));
+			r->ports[0].lo = r->ports[0].hi = (uint16_t)(2 * i + 1);
+		} else {
+			size_t k = i - n_ports;
+
+			r->proto = SN_PROTO_ANY;
+			r->srcs[0].prefix.len = 24;
+			r->srcs[0].prefix.addr[0] = 10;
+			r->srcs[0].prefix.addr[1] = (uint8_t)(k >> 8);
+			r->srcs[0].prefix.addr[2] = (uint8_t)k;
+		}
+	}
+	int rc = sn_image_build(&ctx, &p, &img);
+	bool e030 = false;
+
+	for (size_t i = 0; i < ctx.diags.n; i++)
+		e030 |= !strcmp(ctx.diags.v[i].code, "E030");
+	CHECK(rc == -EINVAL && e030 && !img, "rc %d, E030 %d", rc, e030);
+	sn_ctx_free(&ctx);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc > 1)
 		rng_state = strtoull(argv[1], NULL, 0) | 1;
 	test_random(400, 400);
 	test_corruption();
+	test_capacity();
 	if (failures) {
 		fprintf(stderr, "test_ir: %d failures (seed 0x%llx)\n", failures,
 			(unsigned long long)rng_state);
