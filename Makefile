@@ -43,7 +43,7 @@ TEST_BINS    := $(TEST_C_SRC:tests/%.c=$(BUILD)/tests/%)
 BINS := $(BUILD)/sentry-compile $(BUILD)/sentryd $(BUILD)/sentryctl
 
 .PHONY: all deps test test-unit test-golden test-kernel test-e2e demo \
-        clean golden-update test-sanitize
+        clean golden-update test-sanitize fuzz fuzz-build
 all: $(BINS) $(BPF_OBJ) $(TEST_BINS)
 
 # ---- generated parser ------------------------------------------------------
@@ -73,7 +73,7 @@ $(LIBCOMPILER): $(COMPILER_OBJ)
 $(LIBRUNTIME): $(RUNTIME_OBJ)
 	$(AR) rcs $@ $^
 
-$(BUILD)/sentry-compile: $(BUILD)/compiler/main.o $(LIBCOMPILER)
+$(BUILD)/sentry-compile: $(BUILD)/compiler/main.o $(LIBRUNTIME) $(LIBCOMPILER)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 $(BUILD)/sentryd: $(BUILD)/runtime/sentryd.o $(LIBRUNTIME) $(LIBCOMPILER)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
@@ -115,6 +115,27 @@ test-sanitize:
 	BUILD=build-san ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	UBSAN_OPTIONS=print_stacktrace=1 ./tests/run-all.sh
 
+# Coverage-guided fuzzing (libFuzzer, clang): the whole compiler on policy
+# text, and the image reader on raw bytes.  FUZZ_SECONDS per target; new
+# crashes land in build-fuzz/artifacts/ - fix, then commit the input under
+# tests/fuzz/regressions/ (policy-* or image-*) so test_fuzz_regressions
+# replays it forever.
+FUZZ_BUILD   := build-fuzz
+FUZZ_SAN     := -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := policy image
+fuzz-build:
+	$(MAKE) BUILD=$(FUZZ_BUILD) CC=clang SAN="$(FUZZ_SAN)" OPT="-O1 -g" \
+		$(FUZZ_BUILD)/libsentry-compiler.a
+	for t in $(FUZZ_TARGETS); do \
+		clang $(CSTD) $(WARN) -O1 -g -I. -fsanitize=fuzzer,address,undefined \
+			-fno-sanitize-recover=all -o $(FUZZ_BUILD)/fuzz_$$t \
+			tests/fuzz/fuzz_$$t.c $(FUZZ_BUILD)/libsentry-compiler.a -lcrypto \
+			|| exit 1; \
+	done
+fuzz: fuzz-build
+	./tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
 # Rewrite expected golden outputs from the current build (review the diff!).
 golden-update: all
 	UPDATE=1 ./tests/golden/run.sh
@@ -124,6 +145,6 @@ demo: all
 	./tools/demo.sh
 
 clean:
-	rm -rf $(BUILD) build-san
+	rm -rf $(BUILD) build-san build-fuzz
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
