@@ -8,9 +8,20 @@
 #   <case>.consts sentry-compile --dump constants <case>.sentry
 #   <case>.check  sentry-compile --check       <case>.sentry  (stdout+stderr, then "exit N")
 #   <case>.test   sentry-compile --test        <case>.sentry  (stdout+stderr, then "exit N")
+#   <case>.json-diag  sentry-compile --check --format json   <case>.sentry
+#   <case>.sarif      sentry-compile --check --format sarif  <case>.sentry
+#   <case>.github     sentry-compile --check --format github <case>.sentry
+#   <case>.explain    sentry-compile --explain LINE <case>.sentry, once per
+#                     line of <case>.explain-args (a line may start with
+#                     "--format json "), each run headed by "$ explain LINE"
+#   <case>.plan       sentry-compile --plan <case>.old <case>.sentry
+#   <case>.plan-json  the same with --format json
+#   <case>.plan-image the same with <case>.old compiled to an image first
+#                     (its temporary path shows as "old.img")
 #
 # Commands run from tests/golden/<dir> with the relative case path, so
-# locations in the output are stable.  UPDATE=1 rewrites the expected files.
+# locations in the output are stable.  UPDATE=1 rewrites the expected files;
+# ONLY=<dir> (e.g. ONLY=cli) limits the run to tests/golden/<dir>/.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 compiler=$(cd "$here/../.." && pwd)/${BUILD:-build}/sentry-compile
@@ -27,6 +38,30 @@ check_one() { # dir case kind
 		consts) "$compiler" --dump constants "$case.sentry" 2>&1; echo "exit $?" ;;
 		check) "$compiler" --check "$case.sentry" 2>&1; echo "exit $?" ;;
 		test) "$compiler" --test "$case.sentry" 2>&1; echo "exit $?" ;;
+		json-diag) "$compiler" --check --format json "$case.sentry" 2>&1; echo "exit $?" ;;
+		sarif) "$compiler" --check --format sarif "$case.sentry" 2>&1; echo "exit $?" ;;
+		github) "$compiler" --check --format github "$case.sentry" 2>&1; echo "exit $?" ;;
+		explain)
+			while IFS= read -r line; do
+				[[ -n $line ]] || continue
+				echo "\$ explain $line"
+				if [[ $line == "--format json "* ]]; then
+					"$compiler" --explain "${line#--format json }" --format json "$case.sentry" 2>&1
+				else
+					"$compiler" --explain "$line" "$case.sentry" 2>&1
+				fi
+				echo "exit $?"
+			done <"$case.explain-args"
+			;;
+		plan) "$compiler" --plan "$case.old" "$case.sentry" 2>&1; echo "exit $?" ;;
+		plan-json) "$compiler" --plan --format json "$case.old" "$case.sentry" 2>&1; echo "exit $?" ;;
+		plan-image)
+			tmp=$(mktemp -d)
+			"$compiler" -o "$tmp/old.img" "$case.old" >/dev/null 2>&1 || echo "cannot compile $case.old"
+			"$compiler" --plan "$tmp/old.img" "$case.sentry" 2>&1 | sed "s|$tmp/||g"
+			echo "exit ${PIPESTATUS[0]}"
+			rm -rf "$tmp"
+			;;
 		esac
 	)
 	if [[ ${UPDATE:-0} == 1 ]]; then
@@ -45,10 +80,10 @@ check_one() { # dir case kind
 while IFS= read -r src; do
 	dir=$(dirname "$src")
 	case=$(basename "$src" .sentry)
-	for kind in ast ir json consts check test; do
+	for kind in ast ir json consts check test json-diag sarif github explain plan plan-json plan-image; do
 		[[ -e $dir/$case.$kind ]] && check_one "$dir" "$case" "$kind"
 	done
-done < <(find "$here" -name '*.sentry' | LC_ALL=C sort)
+done < <(find "$here/${ONLY:-}" -name '*.sentry' | LC_ALL=C sort)
 
 echo "golden: $pass passed, $fail failed"
 ((fail == 0 && pass > 0))
