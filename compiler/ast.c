@@ -78,6 +78,10 @@ static void dump_item_inline(FILE *out, const struct sn_ast_item *it)
 		fputc('-', out);
 		put_text(out, it->hi.text);
 		break;
+	case SN_ITEM_DNAME:
+		fputs("name ", out);
+		put_quoted(out, it->text);
+		break;
 	}
 	at(out, it->loc);
 }
@@ -162,6 +166,72 @@ static const char *inc_state_name(enum sn_include_state s)
 	return "?";
 }
 
+static const char *opt_name(enum sn_opt_kind k)
+{
+	switch (k) {
+	case SN_OPT_RATE:
+		return "rate";
+	case SN_OPT_BURST:
+		return "burst";
+	case SN_OPT_PER:
+		return "per";
+	case SN_OPT_BLOCK_FOR:
+		return "then block for";
+	case SN_OPT_ABOVE:
+		return "above";
+	case SN_OPT_STALE_TTL:
+	case SN_OPT_TTL:
+		return "ttl";
+	case SN_OPT_STALE_MAX_AGE:
+		return "max-age";
+	case SN_OPT_QUERY_RATE:
+		return "query-rate";
+	case SN_OPT_MIN_TTL:
+		return "min-ttl";
+	case SN_OPT_NAME_LENGTH:
+		return "name-length";
+	case SN_OPT_LABEL_ENTROPY:
+		return "label-entropy";
+	case SN_OPT_NEW_DOMAINS:
+		return "new-domains";
+	case SN_OPT_MODE:
+		return "mode";
+	case SN_OPT_MAX_PREFIX:
+		return "max-prefix";
+	}
+	return "?";
+}
+
+/* One setting per line: "rate 100/s", "per ipv4 /24". */
+static void dump_opts(FILE *out, const struct sn_ast_opts *o, int depth)
+{
+	for (const struct sn_ast_opt *x = o->head; x; x = x->next) {
+		indent(out, depth);
+		fputs(opt_name(x->kind), out);
+		if (x->family)
+			fprintf(out, " ipv%d", x->family);
+		if (x->has_val) {
+			fputc(' ', out);
+			put_text(out, x->val.text);
+		}
+		at(out, x->loc);
+	}
+}
+
+static void dump_from(FILE *out, const struct sn_ast_stmt *s, int depth)
+{
+	indent(out, depth);
+	if (!s->has_from) {
+		fputs("from any (implicit)\n", out);
+	} else if (!s->srcs.braced && s->srcs.head) {
+		fputs("from ", out);
+		dump_item_inline(out, s->srcs.head);
+	} else {
+		fputs("from {}\n", out);
+		dump_items(out, &s->srcs, depth + 1);
+	}
+}
+
 static void dump_file(FILE *out, const struct sn_ast *ast, int depth);
 
 static void dump_stmt(FILE *out, const struct sn_ast_stmt *s, int depth)
@@ -205,17 +275,43 @@ static void dump_stmt(FILE *out, const struct sn_ast_stmt *s, int depth)
 		fprintf(out, "rule %s tier=%s", verdict_name(s->verdict),
 			s->tier == SN_TIER_ALWAYS ? "always" : "normal");
 		at(out, s->loc);
-		indent(out, depth + 1);
-		if (!s->has_from) {
-			fputs("from any (implicit)\n", out);
-		} else if (!s->srcs.braced && s->srcs.head) {
-			fputs("from ", out);
-			dump_item_inline(out, s->srcs.head);
-		} else {
-			fputs("from {}\n", out);
-			dump_items(out, &s->srcs, depth + 2);
-		}
+		dump_from(out, s, depth + 1);
 		dump_l4(out, &s->l4, false, depth + 1);
+		break;
+	case SN_STMT_LIMIT:
+		fputs("limit", out);
+		at(out, s->loc);
+		dump_from(out, s, depth + 1);
+		dump_l4(out, &s->l4, false, depth + 1);
+		dump_opts(out, &s->opts, depth + 1);
+		break;
+	case SN_STMT_SYNCOOKIES:
+		fputs("syncookies", out);
+		at(out, s->loc);
+		dump_l4(out, &s->l4, false, depth + 1);
+		dump_opts(out, &s->opts, depth + 1);
+		break;
+	case SN_STMT_DNS_BLOCK:
+		fputs("dns block", out);
+		at(out, s->loc);
+		dump_items(out, &s->items, depth + 1);
+		break;
+	case SN_STMT_DNS_STALE:
+	case SN_STMT_DNS_ALERT:
+		fprintf(out, "dns %s",
+			s->kind == SN_STMT_DNS_STALE ? "stale" : "alert");
+		at(out, s->loc);
+		dump_opts(out, &s->opts, depth + 1);
+		break;
+	case SN_STMT_AUTOBLOCK:
+		fputs("autoblock", out);
+		at(out, s->loc);
+		dump_opts(out, &s->opts, depth + 1);
+		break;
+	case SN_STMT_AUTOBLOCK_NEVER:
+		fputs("autoblock never", out);
+		at(out, s->loc);
+		dump_from(out, s, depth + 1);
 		break;
 	case SN_STMT_EXPECT:
 		fprintf(out, "expect %s", verdict_name(s->verdict));

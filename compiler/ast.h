@@ -36,6 +36,7 @@ enum sn_item_kind {
 	SN_ITEM_FILE,     /* text: list file path as written (decoded) */
 	SN_ITEM_PORT,     /* lo */
 	SN_ITEM_RANGE,    /* lo "-" hi */
+	SN_ITEM_DNAME,    /* text: DNS name as written (decoded string) */
 };
 
 struct sn_ast_item {
@@ -74,6 +75,44 @@ struct sn_ast_l4 {
 	struct sn_loc fragment_loc;
 };
 
+/*
+ * A "keyword value" setting of a limit, syncookies, dns or autoblock
+ * statement.  The value stays text (sema checks units and ranges), so a
+ * bad unit is reported where it was written.
+ */
+enum sn_opt_kind {
+	SN_OPT_RATE = 1,      /* limit, autoblock: "rate N/s|N/m" */
+	SN_OPT_BURST,         /* limit: "burst N" */
+	SN_OPT_PER,           /* limit: "per ipv4|ipv6 /N" (family) */
+	SN_OPT_BLOCK_FOR,     /* limit: "then block for DURATION" */
+	SN_OPT_ABOVE,         /* syncookies: "above N/s" */
+	SN_OPT_STALE_TTL,     /* dns stale: "ttl DURATION" */
+	SN_OPT_STALE_MAX_AGE, /* dns stale: "max-age DURATION" */
+	SN_OPT_QUERY_RATE,    /* dns alert: "query-rate N/s" */
+	SN_OPT_MIN_TTL,       /* dns alert: "min-ttl DURATION" */
+	SN_OPT_NAME_LENGTH,   /* dns alert: "name-length N" */
+	SN_OPT_LABEL_ENTROPY, /* dns alert: "label-entropy X.Y" */
+	SN_OPT_NEW_DOMAINS,   /* dns alert: "new-domains" (no value) */
+	SN_OPT_MODE,          /* autoblock: "mode dry-run|enforce" (val.value:
+			       * SN_MODE_*, policy.h) */
+	SN_OPT_TTL,           /* autoblock: "ttl DURATION" */
+	SN_OPT_MAX_PREFIX,    /* autoblock: "max-prefix ipv4|ipv6 /N" (family) */
+};
+
+struct sn_ast_opt {
+	enum sn_opt_kind kind;
+	struct sn_loc loc;     /* the keyword */
+	int family;            /* SN_OPT_PER, SN_OPT_MAX_PREFIX */
+	bool has_val;          /* false only for SN_OPT_NEW_DOMAINS */
+	struct sn_ast_num val; /* token as written: "100/s", "30s", "/24" */
+	struct sn_ast_opt *next;
+};
+
+struct sn_ast_opts {
+	struct sn_ast_opt *head, *tail;
+	size_t n;
+};
+
 enum sn_stmt_kind {
 	SN_STMT_INCLUDE = 1,
 	SN_STMT_DEFINE,
@@ -81,6 +120,13 @@ enum sn_stmt_kind {
 	SN_STMT_DEFAULT,
 	SN_STMT_RULE,
 	SN_STMT_EXPECT,
+	SN_STMT_LIMIT,           /* has_from, srcs, l4, opts */
+	SN_STMT_SYNCOOKIES,      /* l4 (tcp, ports), opts (above) */
+	SN_STMT_DNS_BLOCK,       /* items: SN_ITEM_DNAME */
+	SN_STMT_DNS_STALE,       /* opts */
+	SN_STMT_DNS_ALERT,       /* opts */
+	SN_STMT_AUTOBLOCK,       /* opts */
+	SN_STMT_AUTOBLOCK_NEVER, /* srcs (has_from is set) */
 };
 
 /* What became of an include statement. */
@@ -125,6 +171,9 @@ struct sn_ast_stmt {
 
 	/* expect: one SN_ITEM_ADDR in addr */
 	struct sn_ast_item *addr;
+
+	/* limit, syncookies, dns stale/alert, autoblock settings */
+	struct sn_ast_opts opts;
 };
 
 struct sn_ast {

@@ -33,7 +33,15 @@ enum sn_section {
 	SEC_PREFIX_V6 = 7,
 	SEC_RULES = 8,
 	SEC_STRINGS = 9,
-	SEC_COUNT = 9,
+	SEC_LIMITS = 10,
+	SEC_LIMIT_PORTS = 11,
+	SEC_LIMIT_PREFIXES = 12,
+	SEC_SYNCOOKIES = 13,
+	SEC_DNS_NAMES = 14,
+	SEC_DNS = 15,
+	SEC_AUTOBLOCK = 16,
+	SEC_AUTOBLOCK_NEVER = 17,
+	SEC_COUNT = 17,
 };
 
 struct file_header {
@@ -98,6 +106,66 @@ struct file_rule {
 	uint32_t col;
 	uint32_t text; /* offset into STRINGS */
 };
+
+/* Sections 10..17 (image version 2): SPEC.md 2.4-2.7 and 5.2. */
+struct file_limit {
+	uint32_t id;
+	uint32_t burst;
+	uint64_t identity;
+	uint64_t rate_fp; /* tokens per second, 32.32 fixed point */
+	uint32_t rate_count;
+	uint32_t rate_period;
+	uint32_t block_for;
+	uint8_t key_v4, key_v6;
+	int16_t proto;
+	uint32_t first_port, n_ports;     /* into LIMIT_PORTS */
+	uint32_t first_prefix, n_prefixes; /* into LIMIT_PREFIXES */
+	uint32_t file, line, col, text;
+};
+
+struct file_limit_port {
+	uint32_t limit;
+	uint16_t lo, hi;
+};
+
+struct file_prefix_any {
+	uint32_t owner; /* limit id; 0 for auto-block never */
+	uint8_t family;
+	uint8_t len;
+	uint16_t pad;
+	uint8_t addr[16];
+};
+
+struct file_syncookie {
+	uint16_t lo, hi;
+	uint32_t count, period;
+};
+
+struct file_dns_name {
+	uint32_t name; /* offset into STRINGS */
+	uint8_t wildcard;
+	uint8_t pad[3];
+};
+
+struct file_dns {
+	uint32_t stale_ttl, stale_max_age;
+	uint32_t query_rate_count, query_rate_period;
+	uint32_t min_ttl, name_length, label_entropy_milli, new_domains;
+	uint32_t written;
+};
+
+struct file_autoblock {
+	uint8_t mode, max_v4, max_v6, pad;
+	uint32_t ttl, rate_count, rate_period, written;
+};
+
+_Static_assert(sizeof(struct file_limit) == 72, "image limit");
+_Static_assert(sizeof(struct file_limit_port) == 8, "image limit port");
+_Static_assert(sizeof(struct file_prefix_any) == 24, "image prefix");
+_Static_assert(sizeof(struct file_syncookie) == 12, "image syncookie");
+_Static_assert(sizeof(struct file_dns_name) == 8, "image dns name");
+_Static_assert(sizeof(struct file_dns) == 36, "image dns");
+_Static_assert(sizeof(struct file_autoblock) == 20, "image autoblock");
 
 _Static_assert(sizeof(struct file_header) == 64, "image header");
 _Static_assert(sizeof(struct file_section) == 24, "image section");
@@ -172,6 +240,117 @@ static size_t align8(size_t v)
 	return (v + 7) & ~(size_t)7;
 }
 
+/* The feature sections in file form; malloc'd arrays, strings in st. */
+struct feature_recs {
+	struct file_limit *limits;
+	struct file_limit_port *ports;
+	struct file_prefix_any *prefixes;
+	struct file_syncookie *syncookies;
+	struct file_dns_name *names;
+	struct file_prefix_any *never;
+	size_t n_ports, n_prefixes;
+	struct file_dns dns;
+	struct file_autoblock ab;
+};
+
+static void feature_recs_free(struct feature_recs *r)
+{
+	free(r->limits);
+	free(r->ports);
+	free(r->prefixes);
+	free(r->syncookies);
+	free(r->names);
+	free(r->never);
+}
+
+static struct file_prefix_any prefix_rec(uint32_t owner,
+					 const struct sn_prefix *p)
+{
+	struct file_prefix_any f = { .owner = owner, .family = p->family,
+				     .len = p->len };
+
+	memcpy(f.addr, p->addr, 16);
+	return f;
+}
+
+/* Strings go after the rules' strings, so an image without features has
+ * the same STRINGS section as in version 1. */
+static int features_to_file(const struct sn_image_features *f,
+			    struct strtab *st, struct feature_recs *r)
+{
+	long off = 0;
+	const char *last = NULL;
+
+	for (uint32_t i = 0; i < f->n_limits; i++) {
+		r->n_ports += f->limits[i].n_ports;
+		r->n_prefixes += f->limits[i].n_srcs;
+	}
+	r->limits = calloc(f->n_limits + 1, sizeof(*r->limits));
+	r->ports = calloc(r->n_ports + 1, sizeof(*r->ports));
+	r->prefixes = calloc(r->n_prefixes + 1, sizeof(*r->prefixes));
+	r->syncookies = calloc(f->n_syncookies + 1, sizeof(*r->syncookies));
+	r->names = calloc(f->n_dns_names + 1, sizeof(*r->names));
+	r->never = calloc(f->n_never + 1, sizeof(*r->never));
+	if (!r->limits || !r->ports || !r->prefixes || !r->syncookies ||
+	    !r->names || !r->never)
+		return -ENOMEM;
+	size_t np = 0, nx = 0;
+
+	for (uint32_t i = 0; i < f->n_limits; i++) {
+		const struct sn_image_limit *l = &f->limits[i];
+		long fo = strtab_add(st, l->file ? l->file : "", &off, &last);
+		long to = strtab_add(st, l->text ? l->text : "", &off, &last);
+
+		if (fo < 0 || to < 0 || st->len > UINT32_MAX)
+			return -ENOMEM;
+		r->limits[i] = (struct file_limit){
+			.id = l->id, .burst = l->burst, .identity = l->identity,
+			.rate_fp = l->rate_fp, .rate_count = l->rate_count,
+			.rate_period = l->rate_period, .block_for = l->block_for,
+			.key_v4 = l->key_v4, .key_v6 = l->key_v6,
+			.proto = l->proto, .first_port = (uint32_t)np,
+			.n_ports = l->n_ports, .first_prefix = (uint32_t)nx,
+			.n_prefixes = l->n_srcs, .file = (uint32_t)fo,
+			.line = l->line, .col = l->col, .text = (uint32_t)to,
+		};
+		for (uint32_t j = 0; j < l->n_ports; j++)
+			r->ports[np++] = (struct file_limit_port){
+				l->id, l->ports[j].lo, l->ports[j].hi };
+		for (uint32_t j = 0; j < l->n_srcs; j++)
+			r->prefixes[nx++] = prefix_rec(l->id, &l->srcs[j]);
+	}
+	for (uint32_t i = 0; i < f->n_syncookies; i++) {
+		const struct sn_image_syncookie *c = &f->syncookies[i];
+
+		r->syncookies[i] = (struct file_syncookie){ c->lo, c->hi,
+							    c->count, c->period };
+	}
+	for (uint32_t i = 0; i < f->n_dns_names; i++) {
+		long o = strtab_add(st, f->dns_names[i].name, &off, &last);
+
+		if (o <= 0 || st->len > UINT32_MAX)
+			return -ENOMEM;
+		r->names[i] = (struct file_dns_name){
+			.name = (uint32_t)o, .wildcard = f->dns_names[i].wildcard };
+	}
+	for (uint32_t i = 0; i < f->n_never; i++)
+		r->never[i] = prefix_rec(0, &f->never[i]);
+	r->dns = (struct file_dns){
+		f->dns.stale_ttl, f->dns.stale_max_age,
+		f->dns.query_rate_count, f->dns.query_rate_period,
+		f->dns.min_ttl, f->dns.name_length,
+		f->dns.label_entropy_milli, f->dns.new_domains, f->dns.written,
+	};
+	r->ab = (struct file_autoblock){
+		.mode = f->autoblock.mode, .max_v4 = f->autoblock.max_v4,
+		.max_v6 = f->autoblock.max_v6, .ttl = f->autoblock.ttl,
+		.rate_count = f->autoblock.rate_count,
+		.rate_period = f->autoblock.rate_period,
+		.written = f->autoblock.written,
+	};
+	return 0;
+}
+
 int sn_image_serialize(struct sn_image *img, void **out, size_t *out_len)
 {
 	struct strtab st = { .buf = calloc(1, 256), .len = 1, .cap = 256 };
@@ -179,6 +358,8 @@ int sn_image_serialize(struct sn_image *img, void **out, size_t *out_len)
 					 sizeof(*rules));
 	long file_off = 0, text_off = 0;
 	const char *last_file = NULL, *last_text = NULL;
+	const struct sn_image_features *feat = sn_image_features(img);
+	struct feature_recs fr = { 0 };
 	int rc = -ENOMEM;
 	uint8_t *buf = NULL;
 
@@ -199,6 +380,10 @@ int sn_image_serialize(struct sn_image *img, void **out, size_t *out_len)
 			.line = r->line, .col = r->col, .text = (uint32_t)t,
 		};
 	}
+	rc = features_to_file(feat, &st, &fr);
+	if (rc)
+		goto out;
+	rc = -ENOMEM;
 
 	struct file_section sec[SEC_COUNT] = {
 		{ SEC_CONSTANTS, sizeof(struct file_constants), 0, 1 },
@@ -211,6 +396,18 @@ int sn_image_serialize(struct sn_image *img, void **out, size_t *out_len)
 		{ SEC_PREFIX_V6, sizeof(struct file_prefix_v6), 0, img->n_v6 },
 		{ SEC_RULES, sizeof(struct file_rule), 0, img->n_rules },
 		{ SEC_STRINGS, 1, 0, st.len },
+		{ SEC_LIMITS, sizeof(struct file_limit), 0, feat->n_limits },
+		{ SEC_LIMIT_PORTS, sizeof(struct file_limit_port), 0, fr.n_ports },
+		{ SEC_LIMIT_PREFIXES, sizeof(struct file_prefix_any), 0,
+		  fr.n_prefixes },
+		{ SEC_SYNCOOKIES, sizeof(struct file_syncookie), 0,
+		  feat->n_syncookies },
+		{ SEC_DNS_NAMES, sizeof(struct file_dns_name), 0,
+		  feat->n_dns_names },
+		{ SEC_DNS, sizeof(struct file_dns), 0, 1 },
+		{ SEC_AUTOBLOCK, sizeof(struct file_autoblock), 0, 1 },
+		{ SEC_AUTOBLOCK_NEVER, sizeof(struct file_prefix_any), 0,
+		  feat->n_never },
 	};
 	size_t off = sizeof(struct file_header) + sizeof(sec);
 
@@ -277,6 +474,16 @@ int sn_image_serialize(struct sn_image *img, void **out, size_t *out_len)
 	}
 	memcpy(buf + sec[7].offset, rules, img->n_rules * sizeof(*rules));
 	memcpy(buf + sec[8].offset, st.buf, st.len);
+	memcpy(buf + sec[9].offset, fr.limits, sec[9].count * sec[9].elem_size);
+	memcpy(buf + sec[10].offset, fr.ports, sec[10].count * sec[10].elem_size);
+	memcpy(buf + sec[11].offset, fr.prefixes,
+	       sec[11].count * sec[11].elem_size);
+	memcpy(buf + sec[12].offset, fr.syncookies,
+	       sec[12].count * sec[12].elem_size);
+	memcpy(buf + sec[13].offset, fr.names, sec[13].count * sec[13].elem_size);
+	memcpy(buf + sec[14].offset, &fr.dns, sizeof(fr.dns));
+	memcpy(buf + sec[15].offset, &fr.ab, sizeof(fr.ab));
+	memcpy(buf + sec[16].offset, fr.never, sec[16].count * sec[16].elem_size);
 
 	rc = sha256(buf, len, img->checksum);
 	if (rc)
@@ -290,6 +497,7 @@ out:
 	free(buf);
 	free(st.buf);
 	free(rules);
+	feature_recs_free(&fr);
 	return rc;
 }
 
@@ -334,6 +542,220 @@ bad(char *err, size_t errlen, const char *fmt, ...)
 static const char *str_at(const char *strings, uint64_t len, uint32_t off)
 {
 	return off < len ? strings + off : NULL;
+}
+
+/* ---- reading the feature sections (10..17) ------------------------------- */
+
+static bool rate_ok(uint32_t count, uint32_t period)
+{
+	return count && (period == 1 || period == 60) &&
+	       count / period <= SN_RATE_MAX_PER_S;
+}
+
+static bool duration_ok(uint32_t secs)
+{
+	return secs >= 1 && secs <= SN_DURATION_MAX;
+}
+
+/* A strict prefix of either family; false when malformed. */
+static bool prefix_from_file(const struct file_prefix_any *f,
+			     struct sn_prefix *out)
+{
+	struct sn_prefix m;
+
+	if ((f->family != SN_FAMILY_V4 && f->family != SN_FAMILY_V6) ||
+	    f->len > (f->family == SN_FAMILY_V4 ? 32 : 128) || f->pad)
+		return false;
+	*out = (struct sn_prefix){ .family = f->family, .len = f->len };
+	memcpy(out->addr, f->addr, 16);
+	m = *out;
+	sn_prefix_mask(&m);
+	return !memcmp(m.addr, out->addr, 16);
+}
+
+/* Lower-case host-name characters only, 1..253 long (sema normalised). */
+static bool dns_name_ok(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > SN_DNS_NAME_MAX)
+		return false;
+	for (; *s; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') ||
+		      *s == '-' || *s == '.'))
+			return false;
+	return true;
+}
+
+static int parse_limits(const uint8_t *buf, const struct file_section *sec,
+			const char *strings, struct sn_arena *a,
+			struct sn_image_features *f, char *err, size_t errlen)
+{
+	const struct file_section *sl = &sec[SEC_LIMITS];
+	const struct file_section *sp = &sec[SEC_LIMIT_PORTS];
+	const struct file_section *sx = &sec[SEC_LIMIT_PREFIXES];
+	uint64_t next_port = 0, next_prefix = 0;
+
+	f->n_limits = (uint32_t)sl->count;
+	f->limits = sn_arena_calloc(a, sl->count + 1, sizeof(*f->limits));
+	struct sn_image_ports *ports =
+		sn_arena_calloc(a, sp->count + 1, sizeof(*ports));
+	struct sn_prefix *prefixes =
+		sn_arena_calloc(a, sx->count + 1, sizeof(*prefixes));
+
+	if (sl->count > UINT32_MAX || !f->limits || !ports || !prefixes)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < f->n_limits; i++) {
+		struct file_limit l;
+
+		memcpy(&l, buf + sl->offset + i * sizeof(l), sizeof(l));
+		const char *file = str_at(strings, sec[SEC_STRINGS].count, l.file);
+		const char *text = str_at(strings, sec[SEC_STRINGS].count, l.text);
+
+		/* Records tile the port and prefix sections in id order. */
+		if (l.id != i || !file || !text || !l.burst ||
+		    l.burst > SN_BURST_MAX ||
+		    !rate_ok(l.rate_count, l.rate_period) ||
+		    l.rate_fp != ((uint64_t)l.rate_count << 32) / l.rate_period ||
+		    l.key_v4 < SN_KEY_V4_MIN || l.key_v4 > 32 ||
+		    l.key_v6 < SN_KEY_V6_MIN || l.key_v6 > 128 ||
+		    l.proto < SN_PROTO_ANY || l.proto > 254 ||
+		    (l.block_for && !duration_ok(l.block_for)) ||
+		    (l.n_ports && l.proto != SN_PROTO_TCP &&
+		     l.proto != SN_PROTO_UDP) ||
+		    l.first_port != next_port ||
+		    l.n_ports > sp->count - next_port ||
+		    l.first_prefix != next_prefix || l.n_prefixes == 0 ||
+		    l.n_prefixes > sx->count - next_prefix)
+			return bad(err, errlen, "limit %u malformed", i);
+		f->limits[i] = (struct sn_image_limit){
+			.id = l.id, .identity = l.identity,
+			.rate_count = l.rate_count, .rate_period = l.rate_period,
+			.rate_fp = l.rate_fp, .burst = l.burst,
+			.key_v4 = l.key_v4, .key_v6 = l.key_v6, .proto = l.proto,
+			.block_for = l.block_for, .ports = ports + l.first_port,
+			.n_ports = l.n_ports, .srcs = prefixes + l.first_prefix,
+			.n_srcs = l.n_prefixes, .file = file, .line = l.line,
+			.col = l.col, .text = text,
+		};
+		/* Ports ascending and disjoint, prefixes strictly ascending:
+		 * the runtime may search them. */
+		for (uint32_t j = 0; j < l.n_ports; j++) {
+			struct file_limit_port p;
+
+			memcpy(&p, buf + sp->offset + (next_port + j) * sizeof(p),
+			       sizeof(p));
+			if (p.limit != i || p.lo > p.hi ||
+			    (j && p.lo <= ports[next_port + j - 1].hi))
+				return bad(err, errlen, "limit port %llu malformed",
+					   (unsigned long long)(next_port + j));
+			ports[next_port + j] = (struct sn_image_ports){ p.lo, p.hi };
+		}
+		for (uint32_t j = 0; j < l.n_prefixes; j++) {
+			struct file_prefix_any p;
+			struct sn_prefix *x = &prefixes[next_prefix + j];
+
+			memcpy(&p, buf + sx->offset + (next_prefix + j) * sizeof(p),
+			       sizeof(p));
+			if (p.owner != i || !prefix_from_file(&p, x) ||
+			    (j && sn_prefix_cmp(x - 1, x) >= 0))
+				return bad(err, errlen,
+					   "limit prefix %llu malformed",
+					   (unsigned long long)(next_prefix + j));
+		}
+		next_port += l.n_ports;
+		next_prefix += l.n_prefixes;
+	}
+	if (next_port != sp->count || next_prefix != sx->count)
+		return bad(err, errlen, "limit ports or prefixes left over");
+	return 0;
+}
+
+static int parse_features(const uint8_t *buf, const struct file_section *sec,
+			  const char *strings, struct sn_arena *a,
+			  struct sn_image *img, char *err, size_t errlen)
+{
+	struct sn_image_features *f = sn_arena_calloc(a, 1, sizeof(*f));
+	const struct file_section *sc = &sec[SEC_SYNCOOKIES];
+	const struct file_section *sn = &sec[SEC_DNS_NAMES];
+	const struct file_section *sv = &sec[SEC_AUTOBLOCK_NEVER];
+	struct file_dns d;
+	struct file_autoblock ab;
+	int rc;
+
+	if (!f)
+		return -ENOMEM;
+	rc = parse_limits(buf, sec, strings, a, f, err, errlen);
+	if (rc)
+		return rc;
+
+	f->n_syncookies = (uint32_t)sc->count;
+	f->syncookies = sn_arena_calloc(a, sc->count + 1, sizeof(*f->syncookies));
+	f->n_dns_names = (uint32_t)sn->count;
+	f->dns_names = sn_arena_calloc(a, sn->count + 1, sizeof(*f->dns_names));
+	f->n_never = (uint32_t)sv->count;
+	f->never = sn_arena_calloc(a, sv->count + 1, sizeof(*f->never));
+	if (!f->syncookies || !f->dns_names || !f->never)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < f->n_syncookies; i++) {
+		struct file_syncookie c;
+
+		memcpy(&c, buf + sc->offset + i * sizeof(c), sizeof(c));
+		if (c.lo > c.hi || !rate_ok(c.count, c.period) ||
+		    (i && c.lo <= f->syncookies[i - 1].hi))
+			return bad(err, errlen, "syncookies entry %u malformed", i);
+		f->syncookies[i] = (struct sn_image_syncookie){ c.lo, c.hi,
+								c.count, c.period };
+	}
+	for (uint32_t i = 0; i < f->n_dns_names; i++) {
+		struct file_dns_name n;
+
+		memcpy(&n, buf + sn->offset + i * sizeof(n), sizeof(n));
+		const char *name = str_at(strings, sec[SEC_STRINGS].count, n.name);
+
+		if (!name || !dns_name_ok(name) || n.wildcard > 1)
+			return bad(err, errlen, "DNS name %u malformed", i);
+		f->dns_names[i] = (struct sn_image_dns_name){ name, n.wildcard };
+	}
+	for (uint32_t i = 0; i < f->n_never; i++) {
+		struct file_prefix_any p;
+
+		memcpy(&p, buf + sv->offset + i * sizeof(p), sizeof(p));
+		if (p.owner || !prefix_from_file(&p, &f->never[i]) ||
+		    (i && sn_prefix_cmp(&f->never[i - 1], &f->never[i]) >= 0))
+			return bad(err, errlen, "autoblock never prefix %u "
+				   "malformed", i);
+	}
+
+	if (sec[SEC_DNS].count != 1 || sec[SEC_AUTOBLOCK].count != 1)
+		return bad(err, errlen, "dns or autoblock section malformed");
+	memcpy(&d, buf + sec[SEC_DNS].offset, sizeof(d));
+	if (!duration_ok(d.stale_ttl) || !duration_ok(d.stale_max_age) ||
+	    (d.query_rate_count ? !rate_ok(d.query_rate_count,
+					    d.query_rate_period)
+				: d.query_rate_period != 0) ||
+	    d.min_ttl > SN_DURATION_MAX || d.name_length > SN_DNS_NAME_MAX ||
+	    d.label_entropy_milli > SN_ENTROPY_MAX_MILLI || d.new_domains > 1 ||
+	    d.written >= 1u << 7)
+		return bad(err, errlen, "dns settings malformed");
+	f->dns = (struct sn_image_dns){
+		d.stale_ttl, d.stale_max_age, d.query_rate_count,
+		d.query_rate_period, d.min_ttl, d.name_length,
+		d.label_entropy_milli, d.new_domains, d.written,
+	};
+	memcpy(&ab, buf + sec[SEC_AUTOBLOCK].offset, sizeof(ab));
+	if (ab.mode > SN_MODE_ENFORCE || ab.max_v4 < SN_KEY_V4_MIN ||
+	    ab.max_v4 > 32 || ab.max_v6 < SN_KEY_V6_MIN || ab.max_v6 > 128 ||
+	    ab.pad || !duration_ok(ab.ttl) ||
+	    !rate_ok(ab.rate_count, ab.rate_period) || ab.written >= 1u << 5)
+		return bad(err, errlen, "autoblock settings malformed");
+	f->autoblock = (struct sn_image_autoblock){
+		.mode = ab.mode, .max_v4 = ab.max_v4, .max_v6 = ab.max_v6,
+		.ttl = ab.ttl, .rate_count = ab.rate_count,
+		.rate_period = ab.rate_period, .written = ab.written,
+	};
+	img->features = f;
+	return 0;
 }
 
 int sn_image_parse(const void *data, size_t len, struct sn_arena *a,
@@ -398,6 +820,14 @@ int sn_image_parse(const void *data, size_t len, struct sn_arena *a,
 		[SEC_PREFIX_V6] = sizeof(struct file_prefix_v6),
 		[SEC_RULES] = sizeof(struct file_rule),
 		[SEC_STRINGS] = 1,
+		[SEC_LIMITS] = sizeof(struct file_limit),
+		[SEC_LIMIT_PORTS] = sizeof(struct file_limit_port),
+		[SEC_LIMIT_PREFIXES] = sizeof(struct file_prefix_any),
+		[SEC_SYNCOOKIES] = sizeof(struct file_syncookie),
+		[SEC_DNS_NAMES] = sizeof(struct file_dns_name),
+		[SEC_DNS] = sizeof(struct file_dns),
+		[SEC_AUTOBLOCK] = sizeof(struct file_autoblock),
+		[SEC_AUTOBLOCK_NEVER] = sizeof(struct file_prefix_any),
 	};
 	for (int t = 1; t <= SEC_COUNT; t++)
 		if (sec[t].elem_size != elem[t])
@@ -559,6 +989,9 @@ int sn_image_parse(const void *data, size_t len, struct sn_arena *a,
 			.col = f.col, .text = text,
 		};
 	}
+	rc = parse_features(buf, sec, strings, a, img, err, errlen);
+	if (rc)
+		return rc;
 	*out = img;
 	return 0;
 }

@@ -19,7 +19,7 @@
 #include "policy.h"
 
 #define SN_IMAGE_MAGIC "47SNTIMG"
-#define SN_IMAGE_VERSION 1u
+#define SN_IMAGE_VERSION 2u
 
 /* One rule as the runtime reports it: pseudo-rules included. */
 struct sn_image_rule {
@@ -60,6 +60,95 @@ struct sn_constants {
 	uint32_t port_tables; /* bit (1 << table) for each table in use */
 };
 
+/* A port interval of a limit rule or a syncookies statement. */
+struct sn_image_ports {
+	uint16_t lo, hi;
+};
+
+/* A limit rule (SPEC.md 2.4) as the runtime consumes it. */
+struct sn_image_limit {
+	uint32_t id;         /* limits[id].id == id */
+	uint64_t identity;   /* stable across reloads */
+	uint32_t rate_count; /* rate as written: count per period seconds */
+	uint32_t rate_period;
+	uint64_t rate_fp;    /* tokens per second, 32.32 fixed point */
+	uint32_t burst;
+	uint8_t key_v4, key_v6;
+	int16_t proto;       /* SN_PROTO_ANY or protocol number */
+	uint32_t block_for;  /* seconds; 0: no escalation */
+	struct sn_image_ports *ports; /* none: any port */
+	uint32_t n_ports;
+	struct sn_prefix *srcs; /* sorted, no duplicates, >= 1 */
+	uint32_t n_srcs;
+	const char *file;
+	uint32_t line, col;
+	const char *text;
+};
+
+/* SYN cookies for tcp destination ports lo..hi above count/period. */
+struct sn_image_syncookie {
+	uint16_t lo, hi;
+	uint32_t count, period;
+};
+
+struct sn_image_dns_name {
+	const char *name; /* lower case, no trailing dot */
+	bool wildcard;    /* any subdomain of name, not name itself */
+};
+
+/* Bits of sn_image_dns.written / sn_image_autoblock.written. */
+enum {
+	SN_DNS_W_STALE_TTL = 1u << 0,
+	SN_DNS_W_STALE_MAX_AGE = 1u << 1,
+	SN_DNS_W_QUERY_RATE = 1u << 2,
+	SN_DNS_W_MIN_TTL = 1u << 3,
+	SN_DNS_W_NAME_LENGTH = 1u << 4,
+	SN_DNS_W_LABEL_ENTROPY = 1u << 5,
+	SN_DNS_W_NEW_DOMAINS = 1u << 6,
+	SN_AB_W_MODE = 1u << 0,
+	SN_AB_W_TTL = 1u << 1,
+	SN_AB_W_MAX_V4 = 1u << 2,
+	SN_AB_W_MAX_V6 = 1u << 3,
+	SN_AB_W_RATE = 1u << 4,
+};
+
+struct sn_image_dns {
+	uint32_t stale_ttl, stale_max_age;           /* seconds */
+	uint32_t query_rate_count, query_rate_period; /* count 0: off */
+	uint32_t min_ttl;             /* seconds; 0: off */
+	uint32_t name_length;         /* 0: off */
+	uint32_t label_entropy_milli; /* 0: off */
+	uint32_t new_domains;         /* 0 or 1 */
+	uint32_t written;             /* SN_DNS_W_*: set in the policy */
+};
+
+struct sn_image_autoblock {
+	uint8_t mode; /* SN_MODE_DRY_RUN / SN_MODE_ENFORCE */
+	uint8_t max_v4, max_v6;
+	uint32_t ttl; /* seconds */
+	uint32_t rate_count, rate_period;
+	uint32_t written; /* SN_AB_W_* */
+};
+
+/*
+ * The parts beyond the verdict tables: rate limits, SYN protection, DNS
+ * rules and auto-block guardrails.  An image without them (built by
+ * sn_image_build alone) has features == NULL and means the defaults
+ * (sn_image_features).
+ */
+struct sn_image_features {
+	struct sn_image_limit *limits;
+	uint32_t n_limits;
+	struct sn_image_syncookie *syncookies; /* sorted, disjoint */
+	uint32_t n_syncookies;
+	struct sn_image_dns_name *dns_names; /* policy order, no duplicates */
+	uint32_t n_dns_names;
+	struct sn_image_dns dns;
+	struct sn_image_autoblock autoblock;
+	struct sn_prefix *never; /* sorted, no duplicates */
+	uint32_t n_never;
+};
+
 struct sn_image {
 	struct sn_constants constants;
 	uint32_t n_l4;
@@ -74,7 +163,17 @@ struct sn_image {
 	struct sn_image_rule *rules; /* rules[id].id == id */
 	uint32_t n_rules;
 	uint8_t checksum[32]; /* SHA-256 of the serialised image */
+	struct sn_image_features *features; /* NULL: defaults */
 };
+
+/* The image's features, or the defaults when it has none. */
+const struct sn_image_features *sn_image_features(const struct sn_image *img);
+/*
+ * Add the policy's limits, syncookies, DNS rules and auto-block settings
+ * to an image built by sn_image_build.  0 or -ENOMEM.
+ */
+int sn_image_add_features(struct sn_arena *arena, const struct sn_policy *p,
+			  struct sn_image *img);
 
 /* Serialise (also computes and stores image->checksum).  malloc'd buffer. */
 int sn_image_serialize(struct sn_image *image, void **buf, size_t *len);

@@ -20,6 +20,9 @@ static int finish(struct sn_ctx *ctx, int rc, struct sn_ast *ast,
 	rc = sn_image_build(ctx, p, image);
 	if (rc)
 		return rc;
+	rc = sn_image_add_features(&ctx->arena, p, *image);
+	if (rc)
+		return rc;
 	if (policy)
 		*policy = p;
 	return 0;

@@ -35,6 +35,23 @@
  *         or fragment, port together with fragment
  *   E021  rule has no sources (every set it uses is empty)
  *   E022  policy too large: rules expand to more than 2^25 sources/ports
+ *   E040  invalid rate or threshold: unit not /s or /m, zero, or above
+ *         100000000/s (limit rate, syncookies above, dns alert query-rate,
+ *         autoblock rate) (sema_values.c)
+ *   E041  number out of range: limit burst (1..10^8), dns alert
+ *         name-length (1..253), label-entropy (0 < x <= 8.0, 3 decimals)
+ *   E042  prefix length out of range for its family: limit key
+ *         (per ipv4 /16../32, per ipv6 /48../128), autoblock max-prefix
+ *   E043  invalid duration: unit not s/m/h/d, or outside 1s..7d
+ *   E044  invalid DNS name (sema_dns.c)
+ *   W045  (warning) DNS name blocked twice; the note names the first
+ *   E046  setting given twice: a dns stale/alert or autoblock setting in
+ *         the policy, or an option twice in one limit statement
+ *   E047  a port in two syncookies statements (sema_limits.c)
+ *   E048  limit rules conflict: same source prefix, equally specific
+ *         overlapping L4 match, different parameters; or two limit rules
+ *         with the same identity (sema_limits.c)
+ *   E049  limit rule without a rate
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -47,6 +64,7 @@
 #include "lists.h"
 #include "parse.h"
 #include "policy.h"
+#include "sema_lang.h"
 
 enum vtype { T_NONE = 0, T_ADDR, T_PORT };
 enum dstate { D_NEW = 0, D_BUSY, D_DONE };
@@ -137,7 +155,9 @@ struct sema {
 
 	struct sn_policy *pol;
 	size_t max_rules, max_expects;
+	size_t max_limits, max_syncookies, max_dns_names;
 	bool have_default[2];
+	struct vec never; /* autoblock never prefixes, every statement */
 	struct sn_loc default_loc[2];
 };
 
@@ -360,6 +380,12 @@ static void count_stmt(struct sema *S, const struct sn_ast_stmt *s)
 		S->max_rules++;
 	else if (s->kind == SN_STMT_EXPECT)
 		S->max_expects++;
+	else if (s->kind == SN_STMT_LIMIT)
+		S->max_limits++;
+	else if (s->kind == SN_STMT_SYNCOOKIES)
+		S->max_syncookies++;
+	else if (s->kind == SN_STMT_DNS_BLOCK)
+		S->max_dns_names += s->items.n;
 }
 
 static void collect_def(struct sema *S, const struct sn_ast_stmt *s)
@@ -555,6 +581,8 @@ static enum vtype item_type(struct sema *S, const struct sn_ast_item *it)
 	case SN_ITEM_PORT:
 	case SN_ITEM_RANGE:
 		return T_PORT;
+	case SN_ITEM_DNAME:
+		return T_NONE; /* only in dns block (the grammar) */
 	case SN_ITEM_VAR:
 		t = ref_target(S, it);
 		return t && t->state == D_DONE ? (enum vtype)t->type : T_NONE;
@@ -659,6 +687,8 @@ static void validate_def(struct sema *S, struct def *d)
 				d->bad = true;
 			}
 			break;
+		case SN_ITEM_DNAME:
+			break; /* not in definitions (the grammar) */
 		}
 	}
 	d->lit = vec_freeze(S, &S->srcs);
@@ -856,6 +886,9 @@ static void text_item(struct sema *S, const struct sn_ast_item *it)
 		text_str(S, "-");
 		text_str(S, it->hi.text);
 		break;
+	case SN_ITEM_DNAME:
+		text_str(S, it->text);
+		break;
 	}
 }
 
@@ -1029,6 +1062,7 @@ static bool rule_srcs(struct sema *S, const struct sn_ast_stmt *s,
 			break;
 		case SN_ITEM_PORT:
 		case SN_ITEM_RANGE:
+		case SN_ITEM_DNAME:
 			break; /* not a source (the grammar rules it out) */
 		}
 	}
@@ -1286,6 +1320,311 @@ static void do_expect(struct sema *S, const struct sn_ast_stmt *s)
 	S->pol->expects[S->pol->n_expects++] = e;
 }
 
+/* ---- limits, syncookies, dns, autoblock --------------------------------- */
+
+/* An option given twice (E046): false after reporting. */
+static bool once(struct sema *S, struct sn_loc *first,
+		 const struct sn_ast_opt *o, const char *what)
+{
+	if (first->file) {
+		struct sn_diag *g = sn_diag_add(S->d, SN_SEV_ERROR, "E046",
+			o->loc, "%s is already set", what);
+
+		sn_diag_note(S->d, g, *first, "first set here");
+		return false;
+	}
+	*first = o->loc;
+	return true;
+}
+
+static const char *per_word(int family)
+{
+	return family == SN_FAMILY_V4 ? "per ipv4" : "per ipv6";
+}
+
+static void text_fmt(struct sema *S, const char *fmt, unsigned v)
+{
+	char buf[32];
+
+	snprintf(buf, sizeof(buf), fmt, v);
+	text_str(S, buf);
+}
+
+/* "limit [from SRC] [to L4]": the match, as written (names kept). */
+static void text_limit_match(struct sema *S, const struct sn_ast_stmt *s,
+			     const struct sn_limit *l)
+{
+	S->text_len = 0;
+	text_str(S, "limit");
+	if (s->has_from) {
+		text_str(S, " from ");
+		text_list(S, &s->srcs);
+	}
+	text_l4(S, &s->l4, false);
+	text_fmt(S, " per ipv4 /%u", l->key_v4);
+	text_fmt(S, " per ipv6 /%u", l->key_v6);
+}
+
+/* The settings of one limit statement; false after reporting. */
+static bool limit_opts(struct sema *S, const struct sn_ast_stmt *s,
+		       struct sn_limit *l)
+{
+	struct sn_loc seen[SN_OPT_MAX_PREFIX + 1][2];
+	bool ok = true, have_rate = false, have_burst = false;
+
+	memset(seen, 0, sizeof(seen));
+	l->key_v4 = 32;
+	l->key_v6 = 64;
+	for (const struct sn_ast_opt *o = s->opts.head; o; o = o->next) {
+		struct sn_loc *first = &seen[o->kind][o->family == SN_FAMILY_V6];
+		uint32_t v;
+
+		switch (o->kind) {
+		case SN_OPT_RATE:
+			have_rate = true;
+			ok = once(S, first, o, "rate") &&
+			     sn_check_rate(S->d, &o->val, "rate", &l->rate) && ok;
+			break;
+		case SN_OPT_BURST:
+			have_burst = true;
+			ok = once(S, first, o, "burst") &&
+			     sn_check_count(S->d, &o->val, 1, SN_BURST_MAX,
+					    "burst", &l->burst) && ok;
+			break;
+		case SN_OPT_PER:
+			ok = once(S, first, o, per_word(o->family)) &&
+			     sn_check_plen(S->d, &o->val, o->family,
+				o->family == SN_FAMILY_V4 ? SN_KEY_V4_MIN
+							  : SN_KEY_V6_MIN,
+				"key prefix",
+				o->family == SN_FAMILY_V4 ? &l->key_v4
+							  : &l->key_v6) && ok;
+			break;
+		case SN_OPT_BLOCK_FOR:
+			ok = once(S, first, o, "then block for") &&
+			     sn_check_duration(S->d, &o->val, "block duration",
+					       &v) && ok;
+			l->block_for = ok ? v : 0;
+			break;
+		default:
+			break; /* not a limit option (the grammar) */
+		}
+	}
+	if (!have_rate) {
+		struct sn_diag *g = sn_diag_add(S->d, SN_SEV_ERROR, "E049",
+			s->loc, "limit rule without a rate");
+
+		sn_diag_hint(S->d, g, "add e.g. 'rate 100/s'");
+		return false;
+	}
+	/* Default burst: one second of rate, at least one token. */
+	if (ok && !have_burst)
+		l->burst = (l->rate.count + l->rate.period - 1) / l->rate.period;
+	return ok;
+}
+
+static void do_limit(struct sema *S, const struct sn_ast_stmt *s)
+{
+	struct sn_limit l;
+	char buf[32];
+	bool ok;
+	int proto;
+
+	memset(&l, 0, sizeof(l));
+	ok = rule_srcs(S, s, &l.srcs, &l.n_srcs);
+	proto = l4_proto(S, &s->l4);
+	if (proto == -2)
+		ok = false;
+	if (!rule_ports(S, s, &l.ports, &l.n_ports))
+		ok = false;
+	if (!limit_opts(S, s, &l))
+		ok = false;
+	if (!ok || S->oom)
+		return;
+	if (l.n_srcs == 0) {
+		struct sn_diag *g = sn_diag_add(S->d, SN_SEV_ERROR, "E021",
+			s->srcs.head ? s->srcs.head->loc : s->loc,
+			"limit rule has no sources: the sets and lists it "
+			"names are empty");
+
+		sn_diag_hint(S->d, g, "a rule that can never match is "
+				      "probably a mistake; remove it or fill "
+				      "the set");
+		return;
+	}
+	if (!family_filter(S, s, proto, &l.srcs, &l.n_srcs))
+		return;
+	l.id = (uint32_t)S->pol->n_limits;
+	l.proto = (int16_t)proto;
+	l.loc = s->loc;
+	text_limit_match(S, s, &l);
+	l.identity_text = text_freeze(S);
+	l.identity = sn_fnv1a64(l.identity_text ? l.identity_text : "");
+	/* The full text: match, then every parameter in a fixed order. */
+	S->text_len = 0;
+	text_str(S, "limit");
+	if (s->has_from) {
+		text_str(S, " from ");
+		text_list(S, &s->srcs);
+	}
+	text_l4(S, &s->l4, false);
+	sn_format_rate(&l.rate, buf, sizeof(buf));
+	text_str(S, " rate ");
+	text_str(S, buf);
+	text_fmt(S, " burst %u", l.burst);
+	text_fmt(S, " per ipv4 /%u", l.key_v4);
+	text_fmt(S, " per ipv6 /%u", l.key_v6);
+	if (l.block_for) {
+		sn_format_duration(l.block_for, buf, sizeof(buf));
+		text_str(S, " then block for ");
+		text_str(S, buf);
+	}
+	l.text = text_freeze(S);
+	S->pol->limits[S->pol->n_limits++] = l;
+}
+
+static void do_syncookies(struct sema *S, const struct sn_ast_stmt *s)
+{
+	struct sn_syncookies c;
+	bool ok;
+
+	memset(&c, 0, sizeof(c));
+	ok = rule_ports(S, s, &c.ports, &c.n_ports);
+	for (const struct sn_ast_opt *o = s->opts.head; o; o = o->next)
+		if (o->kind == SN_OPT_ABOVE &&
+		    !sn_check_rate(S->d, &o->val, "SYN threshold", &c.above))
+			ok = false;
+	if (!ok || S->oom || c.n_ports == 0)
+		return;
+	c.loc = s->loc;
+	S->pol->syncookies[S->pol->n_syncookies++] = c;
+}
+
+static void do_dns_block(struct sema *S, const struct sn_ast_stmt *s)
+{
+	struct sn_dns *dns = &S->pol->dns;
+
+	for (const struct sn_ast_item *it = s->items.head; it; it = it->next) {
+		bool oom = false;
+
+		if (it->kind == SN_ITEM_DNAME &&
+		    sn_dns_name_check(S->d, S->a, it, &dns->block[dns->n_block],
+				      &oom))
+			dns->n_block++;
+		if (oom)
+			S->oom = true;
+	}
+}
+
+/* One dns stale/alert or autoblock setting: each at most once (E046). */
+static void do_setting(struct sema *S, const struct sn_ast_opt *o)
+{
+	struct sn_dns *dns = &S->pol->dns;
+	struct sn_autoblock *ab = &S->pol->autoblock;
+	uint32_t v;
+
+	switch (o->kind) {
+	case SN_OPT_STALE_TTL:
+		if (once(S, &dns->stale_ttl_loc, o, "dns stale ttl") &&
+		    sn_check_duration(S->d, &o->val, "stale ttl", &v))
+			dns->stale_ttl = v;
+		break;
+	case SN_OPT_STALE_MAX_AGE:
+		if (once(S, &dns->stale_max_age_loc, o, "dns stale max-age") &&
+		    sn_check_duration(S->d, &o->val, "stale max-age", &v))
+			dns->stale_max_age = v;
+		break;
+	case SN_OPT_QUERY_RATE:
+		if (once(S, &dns->query_rate_loc, o, "dns alert query-rate"))
+			sn_check_rate(S->d, &o->val, "query-rate",
+				      &dns->query_rate);
+		break;
+	case SN_OPT_MIN_TTL:
+		if (once(S, &dns->min_ttl_loc, o, "dns alert min-ttl") &&
+		    sn_check_duration(S->d, &o->val, "min-ttl", &v))
+			dns->min_ttl = v;
+		break;
+	case SN_OPT_NAME_LENGTH:
+		if (once(S, &dns->name_length_loc, o, "dns alert name-length"))
+			sn_check_count(S->d, &o->val, 1, SN_DNS_NAME_MAX,
+				       "name-length", &dns->name_length);
+		break;
+	case SN_OPT_LABEL_ENTROPY:
+		if (once(S, &dns->label_entropy_loc, o,
+			 "dns alert label-entropy"))
+			sn_check_entropy(S->d, &o->val,
+					 &dns->label_entropy_milli);
+		break;
+	case SN_OPT_NEW_DOMAINS:
+		if (once(S, &dns->new_domains_loc, o, "dns alert new-domains"))
+			dns->new_domains = true;
+		break;
+	case SN_OPT_MODE:
+		if (once(S, &ab->mode_loc, o, "autoblock mode"))
+			ab->mode = (uint8_t)o->val.value;
+		break;
+	case SN_OPT_TTL:
+		if (once(S, &ab->ttl_loc, o, "autoblock ttl") &&
+		    sn_check_duration(S->d, &o->val, "autoblock ttl", &v))
+			ab->ttl = v;
+		break;
+	case SN_OPT_RATE:
+		if (once(S, &ab->rate_loc, o, "autoblock rate"))
+			sn_check_rate(S->d, &o->val, "autoblock rate", &ab->rate);
+		break;
+	case SN_OPT_MAX_PREFIX:
+		if (o->family == SN_FAMILY_V4 &&
+		    once(S, &ab->max_v4_loc, o, "autoblock max-prefix ipv4"))
+			sn_check_plen(S->d, &o->val, SN_FAMILY_V4, SN_KEY_V4_MIN,
+				      "max-prefix", &ab->max_v4);
+		if (o->family == SN_FAMILY_V6 &&
+		    once(S, &ab->max_v6_loc, o, "autoblock max-prefix ipv6"))
+			sn_check_plen(S->d, &o->val, SN_FAMILY_V6, SN_KEY_V6_MIN,
+				      "max-prefix", &ab->max_v6);
+		break;
+	case SN_OPT_BURST:
+	case SN_OPT_PER:
+	case SN_OPT_BLOCK_FOR:
+	case SN_OPT_ABOVE:
+		break; /* statement options, not settings (the grammar) */
+	}
+}
+
+static void do_never(struct sema *S, const struct sn_ast_stmt *s)
+{
+	struct sn_src *v;
+	size_t n;
+
+	if (rule_srcs(S, s, &v, &n) && !S->oom)
+		vec_append(S, &S->never, v, n);
+}
+
+/* Defaults of the settings (SPEC.md 2.6, 2.7). */
+static void settings_init(struct sn_policy *p)
+{
+	p->dns.stale_ttl = SN_DNS_STALE_TTL_DEFAULT;
+	p->dns.stale_max_age = SN_DNS_STALE_MAX_AGE_DEFAULT;
+	p->autoblock.mode = SN_MODE_DRY_RUN;
+	p->autoblock.ttl = SN_AUTOBLOCK_TTL_DEFAULT;
+	p->autoblock.max_v4 = SN_AUTOBLOCK_MAX_V4_DEFAULT;
+	p->autoblock.max_v6 = SN_AUTOBLOCK_MAX_V6_DEFAULT;
+	p->autoblock.rate = (struct sn_rate){ SN_AUTOBLOCK_RATE_DEFAULT, 60 };
+}
+
+/* After every statement: checks across statements. */
+static void finish_features(struct sema *S)
+{
+	struct sn_policy *p = S->pol;
+
+	if (sn_dns_names_dedupe(S->d, p->dns.block, &p->dns.n_block) ||
+	    sn_limits_check(S->d, p) || sn_syncookies_check(S->d, p)) {
+		S->oom = true;
+		return;
+	}
+	p->autoblock.never = vec_freeze(S, &S->never);
+	p->autoblock.n_never = S->never.n;
+}
+
 static void do_stmt(struct sema *S, const struct sn_ast_stmt *s)
 {
 	switch (s->kind) {
@@ -1297,6 +1636,24 @@ static void do_stmt(struct sema *S, const struct sn_ast_stmt *s)
 		break;
 	case SN_STMT_EXPECT:
 		do_expect(S, s);
+		break;
+	case SN_STMT_LIMIT:
+		do_limit(S, s);
+		break;
+	case SN_STMT_SYNCOOKIES:
+		do_syncookies(S, s);
+		break;
+	case SN_STMT_DNS_BLOCK:
+		do_dns_block(S, s);
+		break;
+	case SN_STMT_DNS_STALE:
+	case SN_STMT_DNS_ALERT:
+	case SN_STMT_AUTOBLOCK:
+		for (const struct sn_ast_opt *o = s->opts.head; o; o = o->next)
+			do_setting(S, o);
+		break;
+	case SN_STMT_AUTOBLOCK_NEVER:
+		do_never(S, s);
 		break;
 	case SN_STMT_INCLUDE:
 	case SN_STMT_DEFINE:
@@ -1333,6 +1690,7 @@ int sn_sema(struct sn_ctx *ctx, const struct sn_ast *ast,
 	S.a = &ctx->arena;
 	S.srcs.elt = sizeof(struct sn_src);
 	S.ports.elt = sizeof(struct sn_port_range);
+	S.never.elt = sizeof(struct sn_src);
 
 	walk(&S, ast, count_stmt);
 	n_defs = S.n_defs;
@@ -1352,7 +1710,15 @@ int sn_sema(struct sn_ctx *ctx, const struct sn_ast *ast,
 		S.pol->main_file = ast->path;
 		S.pol->default_v4.verdict = SN_VERDICT_ALLOW;
 		S.pol->default_v6.verdict = SN_VERDICT_ALLOW;
-		if (!S.pol->rules || !S.pol->expects)
+		S.pol->limits = sn_arena_calloc(S.a, S.max_limits + 1,
+						sizeof(*S.pol->limits));
+		S.pol->syncookies = sn_arena_calloc(S.a, S.max_syncookies + 1,
+						    sizeof(*S.pol->syncookies));
+		S.pol->dns.block = sn_arena_calloc(S.a, S.max_dns_names + 1,
+						   sizeof(*S.pol->dns.block));
+		settings_init(S.pol);
+		if (!S.pol->rules || !S.pol->expects || !S.pol->limits ||
+		    !S.pol->syncookies || !S.pol->dns.block)
 			S.oom = true;
 	}
 	if (!S.oom)
@@ -1362,6 +1728,8 @@ int sn_sema(struct sn_ctx *ctx, const struct sn_ast *ast,
 		validate(&S, &S.defs[i]);
 	if (!S.oom)
 		walk(&S, ast, do_stmt);
+	if (!S.oom)
+		finish_features(&S);
 
 	if (S.oom)
 		ret = -ENOMEM;
@@ -1376,6 +1744,7 @@ int sn_sema(struct sn_ctx *ctx, const struct sn_ast *ast,
 	free(S.lists);
 	free(S.srcs.v);
 	free(S.ports.v);
+	free(S.never.v);
 	free(S.text);
 	return ret;
 }

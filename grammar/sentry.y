@@ -104,6 +104,57 @@ static struct sn_ast_list one(struct sn_ast_item *it)
 	push(&l, it);
 	return l;
 }
+
+/* A setting: its location runs from the keyword (kl) to the value (vl). */
+static struct sn_ast_opts mkopt(struct sn_pctx *pc, enum sn_opt_kind kind,
+				SN_YYLTYPE kl, int family, const struct sn_tok *v,
+				SN_YYLTYPE vl)
+{
+	struct sn_ast_opts l = { 0 };
+	struct sn_ast_opt *o = sn_arena_alloc(&pc->ctx->arena, sizeof(*o));
+
+	if (!o) {
+		pc->oom = true;
+		return l;
+	}
+	o->kind = kind;
+	o->loc = sn_pctx_loc(pc, kl.first_line, kl.first_column, vl.last_line,
+			     vl.last_column);
+	o->family = family;
+	if (v) {
+		o->has_val = true;
+		o->val = mknum(pc, *v, vl);
+	}
+	l.head = l.tail = o;
+	l.n = 1;
+	return l;
+}
+
+static struct sn_ast_opts ocat(struct sn_ast_opts a, struct sn_ast_opts b)
+{
+	if (!a.head)
+		return b;
+	if (!b.head)
+		return a;
+	a.tail->next = b.head;
+	a.tail = b.tail;
+	a.n += b.n;
+	return a;
+}
+
+static struct sn_ast_stmt *mkstmt(struct sn_pctx *pc, enum sn_stmt_kind kind,
+				  SN_YYLTYPE l)
+{
+	struct sn_ast_stmt *s = sn_arena_alloc(&pc->ctx->arena, sizeof(*s));
+
+	if (!s) {
+		pc->oom = true;
+		return NULL;
+	}
+	s->kind = kind;
+	s->loc = LOC(l);
+	return s;
+}
 }
 
 %union {
@@ -112,6 +163,7 @@ static struct sn_ast_list one(struct sn_ast_item *it)
 	struct sn_ast_list list;
 	struct sn_ast_stmt *stmt;
 	struct sn_ast_l4 l4;
+	struct sn_ast_opts opts;
 	int ival;
 }
 
@@ -120,12 +172,24 @@ static struct sn_ast_list one(struct sn_ast_item *it)
 %token K_ALLOW "allow" K_BLOCK "block" K_FROM "from" K_TO "to" K_ANY "any"
 %token K_TCP "tcp" K_UDP "udp" K_ICMP "icmp" K_ICMPV6 "icmpv6"
 %token K_PROTO "proto" K_PORT "port" K_EXPECT "expect" K_FRAGMENT "fragment"
+%token <tok> K_LIMIT "limit" K_SYNCOOKIES "syncookies" K_DNS "dns"
+%token <tok> K_AUTOBLOCK "autoblock" K_RATE "rate" K_BURST "burst" K_PER "per"
+%token <tok> K_THEN "then" K_FOR "for" K_ABOVE "above" K_STALE "stale"
+%token <tok> K_TTL "ttl" K_MAX_AGE "max-age" K_ALERT "alert"
+%token <tok> K_QUERY_RATE "query-rate" K_MIN_TTL "min-ttl"
+%token <tok> K_NAME_LENGTH "name-length" K_LABEL_ENTROPY "label-entropy"
+%token <tok> K_NEW_DOMAINS "new-domains" K_MODE "mode" K_DRY_RUN "dry-run"
+%token <tok> K_ENFORCE "enforce" K_MAX_PREFIX "max-prefix" K_NEVER "never"
 %token <tok> IDENT "name" ADDR "address" NUMBER "number" STRING "string"
+%token <tok> RATEV "rate value" DURATION "duration" PLEN "prefix length"
 %token NL "end of line"
 
-%type <item> vitem selem sitem pitem pnum
-%type <list> value vlist slist src ports plist
+%type <item> vitem selem sitem pitem pnum dname
+%type <list> value vlist slist src ports plist dnames
 %type <stmt> broken stmt include define set default rule rbody expect
+%type <stmt> limit syncookies dns autoblock
+%type <opts> lopts lopt sopts sopt aopts aopt bopts bopt mpl mpi
+%type <tok> name ctxkw decimal
 %type <l4> l4 el4 eto
 %type <ival> verdict family
 
@@ -150,13 +214,24 @@ line:
  * terminator) cannot pop the half-built statement again.
  */
 broken:
-	  "define" IDENT error term { $$ = broken_def(pc, SN_STMT_DEFINE, $2, @1, @2); if (!$$) YYNOMEM; }
-	| "set" IDENT error term { $$ = broken_def(pc, SN_STMT_SET, $2, @1, @2); if (!$$) YYNOMEM; }
+	  "define" name error term { $$ = broken_def(pc, SN_STMT_DEFINE, $2, @1, @2); if (!$$) YYNOMEM; }
+	| "set" name error term { $$ = broken_def(pc, SN_STMT_SET, $2, @1, @2); if (!$$) YYNOMEM; }
 	;
 
 term: NL | ';' ;
 
-stmt: include | define | set | default | rule | expect ;
+stmt: include | define | set | default | rule | expect
+    | limit | syncookies | dns | autoblock ;
+
+/* Contextual keywords are names where a name is expected. */
+name: IDENT | ctxkw ;
+ctxkw:
+	  "limit" | "syncookies" | "dns" | "autoblock" | "rate" | "burst"
+	| "per" | "then" | "for" | "above" | "stale" | "ttl" | "max-age"
+	| "alert" | "query-rate" | "min-ttl" | "name-length"
+	| "label-entropy" | "new-domains" | "mode" | "dry-run" | "enforce"
+	| "max-prefix" | "never"
+	;
 
 include:
 	  "include" STRING {
@@ -171,7 +246,7 @@ include:
 	;
 
 define:
-	  "define" IDENT '=' value {
+	  "define" name '=' value {
 		NEW($$);
 		$$->kind = SN_STMT_DEFINE;
 		$$->loc = LOC(@1);
@@ -195,7 +270,7 @@ vlist:
 vitem: sitem | pnum ;
 
 set:
-	  "set" IDENT '=' '{' '}' {
+	  "set" name '=' '{' '}' {
 		NEW($$);
 		$$->kind = SN_STMT_SET;
 		$$->loc = LOC(@1);
@@ -203,16 +278,7 @@ set:
 		$$->name_loc = LOC(@2);
 		$$->items.braced = true;
 	}
-	| "set" IDENT '=' '{' slist '}' {
-		NEW($$);
-		$$->kind = SN_STMT_SET;
-		$$->loc = LOC(@1);
-		$$->name = $2.text;
-		$$->name_loc = LOC(@2);
-		$$->items = $5;
-		$$->items.braced = true;
-	}
-	| "set" IDENT '=' '{' slist ',' '}' {
+	| "set" name '=' '{' slist '}' {
 		NEW($$);
 		$$->kind = SN_STMT_SET;
 		$$->loc = LOC(@1);
@@ -221,7 +287,16 @@ set:
 		$$->items = $5;
 		$$->items.braced = true;
 	}
-	| "set" IDENT '=' "file" STRING {
+	| "set" name '=' '{' slist ',' '}' {
+		NEW($$);
+		$$->kind = SN_STMT_SET;
+		$$->loc = LOC(@1);
+		$$->name = $2.text;
+		$$->name_loc = LOC(@2);
+		$$->items = $5;
+		$$->items.braced = true;
+	}
+	| "set" name '=' "file" STRING {
 		struct sn_ast_item *it;
 
 		NEW(it);
@@ -260,13 +335,13 @@ sitem:
 		$$->loc = LOC(@1);
 		$$->text = $1.text;
 	}
-	| '@' IDENT {
+	| '@' name {
 		NEW($$);
 		$$->kind = SN_ITEM_SET;
 		$$->loc = LOC(@$);
 		$$->text = $2.text;
 	}
-	| '$' IDENT {
+	| '$' name {
 		NEW($$);
 		$$->kind = SN_ITEM_VAR;
 		$$->loc = LOC(@$);
@@ -389,7 +464,7 @@ plist:
 
 pitem:
 	  pnum
-	| '$' IDENT {
+	| '$' name {
 		NEW($$);
 		$$->kind = SN_ITEM_VAR;
 		$$->loc = LOC(@$);
@@ -412,6 +487,161 @@ pnum:
 		$$->lo = mknum(pc, $1, @1);
 		$$->hi = mknum(pc, $3, @3);
 	}
+	;
+
+/*
+ * limit [from SRC] [to L4] SETTINGS: the settings come in any order; sema
+ * checks that rate is there and nothing is given twice.
+ */
+limit:
+	  "limit" lopts {
+		if (!($$ = mkstmt(pc, SN_STMT_LIMIT, @1))) YYNOMEM;
+		$$->opts = $2;
+	}
+	| "limit" "from" src lopts {
+		if (!($$ = mkstmt(pc, SN_STMT_LIMIT, @1))) YYNOMEM;
+		$$->has_from = true;
+		$$->srcs = $3;
+		$$->opts = $4;
+	}
+	| "limit" "from" src "to" l4 lopts {
+		if (!($$ = mkstmt(pc, SN_STMT_LIMIT, @1))) YYNOMEM;
+		$$->has_from = true;
+		$$->srcs = $3;
+		$$->l4 = $5;
+		$$->opts = $6;
+	}
+	| "limit" "to" l4 lopts {
+		if (!($$ = mkstmt(pc, SN_STMT_LIMIT, @1))) YYNOMEM;
+		$$->l4 = $3;
+		$$->opts = $4;
+	}
+	;
+
+lopts: lopt | lopts lopt { $$ = ocat($1, $2); } ;
+
+lopt:
+	  "rate" RATEV { $$ = mkopt(pc, SN_OPT_RATE, @1, 0, &$2, @2); }
+	| "burst" NUMBER { $$ = mkopt(pc, SN_OPT_BURST, @1, 0, &$2, @2); }
+	| "per" "ipv4" PLEN { $$ = mkopt(pc, SN_OPT_PER, @1, SN_FAMILY_V4, &$3, @3); }
+	| "per" "ipv6" PLEN { $$ = mkopt(pc, SN_OPT_PER, @1, SN_FAMILY_V6, &$3, @3); }
+	| "then" "block" "for" DURATION {
+		$$ = mkopt(pc, SN_OPT_BLOCK_FOR, @1, 0, &$4, @4);
+	}
+	;
+
+/* syncookies port PORTS above N/s: tcp is implied. */
+syncookies:
+	  "syncookies" "port" ports "above" RATEV {
+		if (!($$ = mkstmt(pc, SN_STMT_SYNCOOKIES, @1))) YYNOMEM;
+		$$->l4.kind = SN_L4_TCP;
+		$$->l4.loc = LOC(@2);
+		$$->l4.has_ports = true;
+		$$->l4.ports = $3;
+		$$->opts = mkopt(pc, SN_OPT_ABOVE, @4, 0, &$5, @5);
+	}
+	;
+
+dns:
+	  "dns" "block" dnames {
+		if (!($$ = mkstmt(pc, SN_STMT_DNS_BLOCK, @1))) YYNOMEM;
+		$$->items = $3;
+	}
+	| "dns" "block" '{' dnames '}' {
+		if (!($$ = mkstmt(pc, SN_STMT_DNS_BLOCK, @1))) YYNOMEM;
+		$$->items = $4;
+		$$->items.braced = true;
+	}
+	| "dns" "block" '{' dnames ',' '}' {
+		if (!($$ = mkstmt(pc, SN_STMT_DNS_BLOCK, @1))) YYNOMEM;
+		$$->items = $4;
+		$$->items.braced = true;
+	}
+	| "dns" "stale" sopts {
+		if (!($$ = mkstmt(pc, SN_STMT_DNS_STALE, @1))) YYNOMEM;
+		$$->opts = $3;
+	}
+	| "dns" "alert" aopts {
+		if (!($$ = mkstmt(pc, SN_STMT_DNS_ALERT, @1))) YYNOMEM;
+		$$->opts = $3;
+	}
+	;
+
+dnames:
+	  dname { $$ = one($1); }
+	| dnames ',' dname { $$ = $1; push(&$$, $3); }
+	;
+
+/* A string the scanner already reported as broken is left out. */
+dname:
+	  STRING {
+		$$ = NULL;
+		if (!$1.bad) {
+			NEW($$);
+			$$->kind = SN_ITEM_DNAME;
+			$$->loc = LOC(@1);
+			$$->text = $1.text;
+		}
+	}
+	;
+
+sopts: sopt | sopts sopt { $$ = ocat($1, $2); } ;
+
+sopt:
+	  "ttl" DURATION { $$ = mkopt(pc, SN_OPT_STALE_TTL, @1, 0, &$2, @2); }
+	| "max-age" DURATION { $$ = mkopt(pc, SN_OPT_STALE_MAX_AGE, @1, 0, &$2, @2); }
+	;
+
+aopts: aopt | aopts aopt { $$ = ocat($1, $2); } ;
+
+aopt:
+	  "query-rate" RATEV { $$ = mkopt(pc, SN_OPT_QUERY_RATE, @1, 0, &$2, @2); }
+	| "min-ttl" DURATION { $$ = mkopt(pc, SN_OPT_MIN_TTL, @1, 0, &$2, @2); }
+	| "name-length" NUMBER { $$ = mkopt(pc, SN_OPT_NAME_LENGTH, @1, 0, &$2, @2); }
+	| "label-entropy" decimal {
+		$$ = mkopt(pc, SN_OPT_LABEL_ENTROPY, @1, 0, &$2, @2);
+	}
+	| "new-domains" { $$ = mkopt(pc, SN_OPT_NEW_DOMAINS, @1, 0, NULL, @1); }
+	;
+
+/* "3.5" scans as an address-like token; sema reads it as a decimal. */
+decimal: NUMBER | ADDR ;
+
+autoblock:
+	  "autoblock" bopts {
+		if (!($$ = mkstmt(pc, SN_STMT_AUTOBLOCK, @1))) YYNOMEM;
+		$$->opts = $2;
+	}
+	| "autoblock" "never" src {
+		if (!($$ = mkstmt(pc, SN_STMT_AUTOBLOCK_NEVER, @1))) YYNOMEM;
+		$$->has_from = true;
+		$$->srcs = $3;
+	}
+	;
+
+bopts: bopt | bopts bopt { $$ = ocat($1, $2); } ;
+
+bopt:
+	  "mode" "dry-run" {
+		$$ = mkopt(pc, SN_OPT_MODE, @1, 0, &$2, @2);
+		if ($$.head)
+			$$.head->val.value = SN_MODE_DRY_RUN;
+	}
+	| "mode" "enforce" {
+		$$ = mkopt(pc, SN_OPT_MODE, @1, 0, &$2, @2);
+		if ($$.head)
+			$$.head->val.value = SN_MODE_ENFORCE;
+	}
+	| "ttl" DURATION { $$ = mkopt(pc, SN_OPT_TTL, @1, 0, &$2, @2); }
+	| "rate" RATEV { $$ = mkopt(pc, SN_OPT_RATE, @1, 0, &$2, @2); }
+	| "max-prefix" mpl { $$ = $2; }
+	;
+
+mpl: mpi | mpl mpi { $$ = ocat($1, $2); } ;
+
+mpi:
+	  "ipv4" PLEN { $$ = mkopt(pc, SN_OPT_MAX_PREFIX, @1, SN_FAMILY_V4, &$2, @2); }
+	| "ipv6" PLEN { $$ = mkopt(pc, SN_OPT_MAX_PREFIX, @1, SN_FAMILY_V6, &$2, @2); }
 	;
 
 /*
@@ -505,10 +735,19 @@ static void put_sym(char *buf, size_t n, yysymbol_kind_t k, bool expected)
 	case YYSYMBOL_STRING:
 		s = expected ? "a string" : "string";
 		break;
+	case YYSYMBOL_RATEV:
+		s = expected ? "a rate (e.g. 100/s)" : "rate";
+		break;
+	case YYSYMBOL_DURATION:
+		s = expected ? "a duration (e.g. 30s, 10m, 1h, 1d)" : "duration";
+		break;
+	case YYSYMBOL_PLEN:
+		s = expected ? "a prefix length (e.g. /24)" : "prefix length";
+		break;
 	default:
 		s = yysymbol_name(k); /* "'{'", "tcp" */
 		/* keywords in quotes, like the punctuation */
-		if (k >= YYSYMBOL_K_INCLUDE && k <= YYSYMBOL_K_FRAGMENT) {
+		if (k >= YYSYMBOL_K_INCLUDE && k <= YYSYMBOL_K_NEVER) {
 			snprintf(buf + len, n - len, "'%s'", s);
 			return;
 		}
@@ -533,19 +772,43 @@ static int yyreport_syntax_error(const yypcontext_t *yyctx, yyscan_t scanner,
 	put_sym(msg, sizeof(msg), tok, false);
 	/* Quote the offending text when it is not a fixed token. */
 	if ((tok == YYSYMBOL_IDENT || tok == YYSYMBOL_ADDR ||
-	     tok == YYSYMBOL_NUMBER) && pc->tok_text) {
+	     tok == YYSYMBOL_NUMBER || tok == YYSYMBOL_RATEV ||
+	     tok == YYSYMBOL_DURATION || tok == YYSYMBOL_PLEN) && pc->tok_text) {
 		size_t len = strlen(msg);
 		int shown = pc->tok_len > 40 ? 40 : (int)pc->tok_len;
 
 		snprintf(msg + len, sizeof(msg) - len, " '%.*s%s'", shown,
 			 pc->tok_text, pc->tok_len > 40 ? "..." : "");
 	}
-	for (int i = 0; i < n; i++)
+	bool name = false;
+
+	for (int i = 0; i < n; i++) {
 		if (expected[i] == YYSYMBOL_K_INCLUDE)
 			statement = true;
-	if (statement) {
+		if (expected[i] == YYSYMBOL_IDENT)
+			name = true;
+	}
+	/* Where a name may stand, contextual keywords may too: "a name"
+	 * says it. */
+	if (name) {
+		int k = 0;
+
+		for (int i = 0; i < n; i++)
+			if (expected[i] < YYSYMBOL_K_LIMIT ||
+			    expected[i] > YYSYMBOL_K_NEVER)
+				expected[k++] = expected[i];
+		n = k;
+	}
+	/* label-entropy takes "3.5", which scans as an address-like token */
+	if (n == 2 && ((expected[0] == YYSYMBOL_ADDR &&
+			expected[1] == YYSYMBOL_NUMBER) ||
+		       (expected[0] == YYSYMBOL_NUMBER &&
+			expected[1] == YYSYMBOL_ADDR))) {
+		strcat(msg, ", expected a decimal number (e.g. 3.5)");
+	} else if (statement) {
 		strcat(msg, ", expected a statement (include, define, set, "
-			    "default, allow, block, always, expect)");
+			    "default, allow, block, always, expect, limit, "
+			    "syncookies, dns, autoblock)");
 	} else if (n > 0 && n <= MAX_EXPECTED) {
 		strcat(msg, ", expected ");
 		for (int i = 0; i < n; i++) {
