@@ -144,6 +144,16 @@ golden-update: all
 demo: all
 	./tools/demo.sh
 
+# ---- benchmarks ----------------------------------------------------------------
+# sentry-compile beside `nft -c` on 1k/100k/1M prefixes (bench/compile.c says
+# how; BENCHMARKS.md records runs).  BENCH_ARGS="--reps 3 --cases 1k" etc.
+.PHONY: bench-compile
+bench-compile: $(BUILD)/sentry-compile
+	@mkdir -p $(BUILD)/bench
+	$(CC) $(CSTD) $(WARN) -O2 -o $(BUILD)/bench/compile bench/compile.c
+	$(BUILD)/bench/compile --sentry $(BUILD)/sentry-compile \
+		--work $(BUILD)/bench/compile-work $(BENCH_ARGS)
+
 clean:
 	rm -rf $(BUILD) build-san build-fuzz
 

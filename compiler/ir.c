@@ -171,23 +171,65 @@ struct builder {
 	size_t n_conflicts;
 };
 
-static int prefix_cmp(const struct sn_prefix *a, const struct sn_prefix *b)
+/*
+ * Digit d of an entry's sort key, least significant first: the length,
+ * then the address bytes from the last to the first.
+ */
+static inline uint8_t sort_digit(const struct entry *e, int d)
 {
-	int c = memcmp(a->addr, b->addr, 16);
-
-	if (c)
-		return c;
-	return (int)a->len - (int)b->len;
+	return d == 0 ? e->prefix.len : e->prefix.addr[16 - d];
 }
 
-static int entry_cmp(const void *pa, const void *pb)
+/*
+ * Sort entries by (address, length) and, for one prefix, by rule: the
+ * order the walk needs (every ancestor before its descendants) and the
+ * order conflict reports depend on.  The entries are built in rule order,
+ * so a stable sort on (address, length) gives it.
+ *
+ * An LSD radix sort, one byte per pass, because qsort's 16-byte memcmp
+ * comparisons were a fifth of compiling a million-prefix list.  The
+ * histograms of all 17 digits are taken in one read, and a digit that is
+ * the same in every entry (the 12 unused bytes of IPv4, the zero tails of
+ * short IPv6 prefixes) costs no pass: IPv4 needs at most 5.  *pe may be
+ * replaced by a new array (the old one is freed).  0 or -ENOMEM.
+ */
+static int sort_entries(struct entry **pe, size_t n)
 {
-	const struct entry *a = pa, *b = pb;
-	int c = prefix_cmp(&a->prefix, &b->prefix);
+	enum { DIGITS = 17 };
+	struct entry *a = *pe, *b = NULL;
+	size_t (*count)[256] = calloc(DIGITS, sizeof(*count));
 
-	if (c)
-		return c;
-	return a->rule < b->rule ? -1 : a->rule > b->rule;
+	if (!count)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		for (int d = 0; d < DIGITS; d++)
+			count[d][sort_digit(&a[i], d)]++;
+	for (int d = 0; d < DIGITS; d++) {
+		size_t *c = count[d], sum = 0;
+
+		if (c[sort_digit(&a[0], d)] == n)
+			continue; /* one value everywhere: already in order */
+		if (!b && !(b = malloc(n * sizeof(*b)))) {
+			free(count);
+			return -ENOMEM;
+		}
+		for (int v = 0; v < 256; v++) {
+			size_t k = c[v];
+
+			c[v] = sum;
+			sum += k;
+		}
+		for (size_t i = 0; i < n; i++)
+			b[c[sort_digit(&a[i], d)]++] = a[i];
+		struct entry *t = a;
+
+		a = b;
+		b = t;
+	}
+	free(b); /* the spare buffer: the original array or the scratch one */
+	free(count);
+	*pe = a;
+	return 0;
 }
 
 static void report_conflict(struct builder *b, const struct entry *ea,
@@ -224,6 +266,124 @@ static void report_conflict(struct builder *b, const struct entry *ea,
 }
 
 /*
+ * Memo of single-entry nodes.  In a big list most nodes are one prefix of
+ * one rule (a blocklist entry) under the same parent, and such a node's
+ * candidates depend only on the parent's candidates, the rule and the
+ * prefix length, not on the address.  So the O(width) work of a node
+ * (merge the rule in, then hash and compare a whole row to intern it) is
+ * done once per (parent, rule, length) and copied after that.
+ *
+ * Parent rows are told apart by a generation number: a row the walk
+ * computes gets a new one, a row taken from the memo keeps the one it was
+ * stored with, so equal generations mean equal rows.  A slot is simply
+ * overwritten on collision, which keeps the memo small whatever the list.
+ *
+ * Only single-entry nodes are memoised.  Conflicts (E010) arise only
+ * between entries of one node (inherited candidates have shorter prefixes,
+ * so their keys never tie with the node's), and they are reported with
+ * the entries' own locations, so nodes with several entries are always
+ * computed.  For the same reason the cand.entry of a row from the memo,
+ * which names the entry it was first computed for, is never read.
+ */
+#define MEMO_BYTES (1u << 20)
+#define MEMO_MAX_SLOTS 4096u
+
+struct memo_slot {
+	uint64_t parent_gen; /* 0: empty */
+	uint64_t gen;        /* of the row stored here */
+	uint32_t rule;
+	uint32_t cls;
+	uint8_t len;
+};
+
+struct memo {
+	struct memo_slot *slots;
+	struct cand *rows; /* the row of slot i at rows[i * width] */
+	uint32_t mask;     /* number of slots - 1 */
+};
+
+static int memo_init(struct memo *m, uint32_t width)
+{
+	size_t row_bytes = (size_t)width * sizeof(struct cand);
+	uint32_t n = 1;
+
+	while (n < MEMO_MAX_SLOTS && (size_t)n * 2 * row_bytes <= MEMO_BYTES)
+		n *= 2;
+	m->mask = n - 1;
+	m->slots = calloc(n, sizeof(*m->slots));
+	m->rows = malloc((size_t)n * row_bytes);
+	return m->slots && m->rows ? 0 : -ENOMEM;
+}
+
+static struct memo_slot *memo_find(const struct memo *m, uint64_t parent_gen,
+				   uint32_t rule, uint8_t len)
+{
+	uint64_t h = parent_gen * 0x9e3779b97f4a7c15ull ^
+		     (uint64_t)rule * 0xc2b2ae3d27d4eb4full ^ len;
+
+	return &m->slots[(h ^ h >> 29) & m->mask];
+}
+
+/*
+ * The candidates of node (entries e[begin..end) at prefix node) from its
+ * parent's: own = parent, then every entry's rule where it beats the
+ * inherited candidate.  Reports equal-key, different-verdict pairs.
+ */
+static void node_cands(struct builder *b, const struct entry *e, size_t begin,
+		       size_t end, const struct sn_prefix *node,
+		       const struct cand *parent, struct cand *own)
+{
+	const uint32_t width = b->l4.n_classes;
+
+	memcpy(own, parent, width * sizeof(*own));
+	for (size_t k = begin; k < end; k++) {
+		const struct sn_rule *r = &b->policy->rules[e[k].rule];
+		const int8_t *spec = &b->spec[(size_t)e[k].rule * width];
+
+		for (uint32_t c = 0; c < width; c++) {
+			if (spec[c] < 0)
+				continue;
+			uint32_t key = cand_key(r->tier, node->len, spec[c]);
+
+			if (key > own[c].key) {
+				own[c] = (struct cand){ key, r->id, (uint32_t)k,
+							r->verdict };
+			} else if (key == own[c].key &&
+				   own[c].verdict != r->verdict) {
+				report_conflict(b, &e[own[c].entry], &e[k]);
+			}
+		}
+	}
+}
+
+/* Class id of a row of candidates (interned), or a negative errno. */
+static long cands_class(struct builder *b, const struct cand *own,
+			struct sn_decision *row)
+{
+	for (uint32_t c = 0; c < b->l4.n_classes; c++)
+		row[c] = (struct sn_decision){ .rule_id = own[c].rule_id,
+					       .verdict = own[c].verdict };
+	return rows_intern(&b->rows, row);
+}
+
+/* Is a (an ancestor on the walk's stack) a prefix of b? */
+static inline bool covers(const struct sn_prefix *a, const struct sn_prefix *b)
+{
+	unsigned full = a->len / 8, rest = a->len % 8;
+
+	if (a->len > b->len || memcmp(a->addr, b->addr, full))
+		return false;
+	return !rest ||
+	       !((a->addr[full] ^ b->addr[full]) & (uint8_t)(0xff00 >> rest));
+}
+
+static inline bool same_prefix(const struct sn_prefix *a,
+			       const struct sn_prefix *b)
+{
+	return a->len == b->len && !memcmp(a->addr, b->addr, 16);
+}
+
+/*
  * Walk one family's prefixes in (address, length) order, which visits every
  * ancestor before its descendants, keeping the chain of ancestors on a
  * stack.  Emits the prefixes whose class differs from their parent's.
@@ -250,11 +410,15 @@ static int build_family(struct builder *b, int family,
 	struct cand *stack = calloc((size_t)(maxlen + 2) * width, sizeof(*stack));
 	struct sn_prefix *stack_pfx = calloc(maxlen + 2, sizeof(*stack_pfx));
 	uint32_t *stack_class = calloc(maxlen + 2, sizeof(*stack_class));
+	uint64_t *stack_gen = calloc(maxlen + 2, sizeof(*stack_gen));
 	struct sn_decision *row = calloc(width, sizeof(*row));
 	struct sn_class_prefix *emitted = NULL;
 	size_t n_emitted = 0, cap_emitted = 0;
+	struct memo memo = { 0 };
+	uint64_t next_gen = 2; /* 1: the defaults (depth 0); 0: empty slot */
 
-	if (!e || !stack || !stack_pfx || !stack_class || !row) {
+	if (!e || !stack || !stack_pfx || !stack_class || !stack_gen || !row ||
+	    memo_init(&memo, width)) {
 		rc = -ENOMEM;
 		goto out;
 	}
@@ -267,12 +431,14 @@ static int build_family(struct builder *b, int family,
 					.rule = (uint32_t)i,
 					.src = (uint32_t)j,
 				};
-	qsort(e, n, sizeof(*e), entry_cmp);
+	if (n > 1 && (rc = sort_entries(&e, n)))
+		goto out;
 
 	/* Depth 0 of the stack is a virtual parent holding the defaults. */
 	for (uint32_t c = 0; c < width; c++)
 		stack[c] = (struct cand){ .key = 0, .rule_id = def_rule,
 					  .verdict = def->verdict };
+	stack_gen[0] = 1;
 	int depth = 0;
 	size_t i = 0;
 	bool root_done = false;
@@ -284,50 +450,54 @@ static int build_family(struct builder *b, int family,
 		/* The /0 root is always emitted so a lookup can never miss. */
 		if (root_done) {
 			node = e[i].prefix;
-			while (g_end < n && !prefix_cmp(&e[g_end].prefix, &node))
+			while (g_end < n && same_prefix(&e[g_end].prefix, &node))
 				g_end++;
 		} else if (n && e[0].prefix.len == 0) {
 			while (g_end < n && e[g_end].prefix.len == 0)
 				g_end++;
 		}
-		while (depth > 1 && !sn_prefix_contains(&stack_pfx[depth], &node))
+		while (depth > 1 && !covers(&stack_pfx[depth], &node))
 			depth--;
 
-		struct cand *parent = &stack[(size_t)depth * width];
+		const struct cand *parent = &stack[(size_t)depth * width];
 		struct cand *own = &stack[(size_t)(depth + 1) * width];
+		struct memo_slot *slot = NULL;
+		uint64_t gen;
+		long cls;
 
-		memcpy(own, parent, width * sizeof(*own));
-		for (size_t k = g_begin; k < g_end; k++) {
-			const struct sn_rule *r = &p->rules[e[k].rule];
-			const int8_t *spec = &b->spec[(size_t)e[k].rule * width];
-
-			for (uint32_t c = 0; c < width; c++) {
-				if (spec[c] < 0)
-					continue;
-				uint32_t key = cand_key(r->tier, node.len, spec[c]);
-
-				if (key > own[c].key) {
-					own[c] = (struct cand){ key, r->id,
-								(uint32_t)k,
-								r->verdict };
-				} else if (key == own[c].key &&
-					   own[c].verdict != r->verdict) {
-					report_conflict(b, &e[own[c].entry], &e[k]);
-				}
+		if (g_end - g_begin == 1)
+			slot = memo_find(&memo, stack_gen[depth], e[g_begin].rule,
+					 node.len);
+		if (slot && slot->parent_gen == stack_gen[depth] &&
+		    slot->rule == e[g_begin].rule && slot->len == node.len) {
+			memcpy(own, &memo.rows[(size_t)(slot - memo.slots) * width],
+			       width * sizeof(*own));
+			cls = slot->cls;
+			gen = slot->gen;
+		} else {
+			node_cands(b, e, g_begin, g_end, &node, parent, own);
+			cls = cands_class(b, own, row);
+			if (cls < 0) {
+				rc = (int)cls;
+				goto out;
 			}
-		}
-		for (uint32_t c = 0; c < width; c++)
-			row[c] = (struct sn_decision){ .rule_id = own[c].rule_id,
-						       .verdict = own[c].verdict };
-		long cls = rows_intern(&b->rows, row);
-
-		if (cls < 0) {
-			rc = (int)cls;
-			goto out;
+			gen = next_gen++;
+			if (slot) {
+				*slot = (struct memo_slot){
+					.parent_gen = stack_gen[depth],
+					.gen = gen,
+					.rule = e[g_begin].rule,
+					.cls = (uint32_t)cls,
+					.len = node.len,
+				};
+				memcpy(&memo.rows[(size_t)(slot - memo.slots) * width],
+				       own, width * sizeof(*own));
+			}
 		}
 		depth++;
 		stack_pfx[depth] = node;
 		stack_class[depth] = (uint32_t)cls;
+		stack_gen[depth] = gen;
 		if (depth == 1 || stack_class[depth - 1] != (uint32_t)cls) {
 			if (n_emitted == cap_emitted) {
 				size_t cap = cap_emitted ? cap_emitted * 2 : 64;
@@ -359,8 +529,11 @@ out:
 	free(stack);
 	free(stack_pfx);
 	free(stack_class);
+	free(stack_gen);
 	free(row);
 	free(emitted);
+	free(memo.slots);
+	free(memo.rows);
 	return rc;
 }
 
