@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "compile.h"
@@ -20,6 +21,7 @@
 #include "dump.h"
 #include "eval.h"
 #include "explain.h"
+#include "fmt.h"
 #include "image.h"
 #include "jsonw.h"
 #include "plan.h"
@@ -76,6 +78,7 @@ static void usage(FILE *out)
 		"       sentry-compile --plan OLD NEW\n"
 		"       sentry-compile --plan --live IFACE NEW\n"
 		"       sentry-compile --explain 'from ADDR [to] [PROTO [port N]]' FILE\n"
+		"       sentry-compile fmt [--check | --stdout] FILE...\n"
 		"\n"
 		"  --check          validate the policy and run its expect lines;\n"
 		"                   print only diagnostics\n"
@@ -93,6 +96,9 @@ static void usage(FILE *out)
 		"                   --explain: text or json\n"
 		"  --max-errors N   keep at most N diagnostics per file (default %d)\n"
 		"  --Werror         warnings make the policy invalid\n"
+		"\n"
+		"  fmt              rewrite files in the canonical layout; --check\n"
+		"                   lists files that are not (exit 1), --stdout prints\n"
 		"\n"
 		"exit: 0 valid, 1 invalid policy or failed expect, 2 usage or I/O\n"
 		"error, 3 internal error; --plan: 0 no change, 1 error, 2 changes\n",
@@ -648,6 +654,136 @@ out:
 
 /* ---- command line ------------------------------------------------------------- */
 
+static int read_file(const char *path, char **text, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf = NULL;
+	size_t n = 0, cap = 0;
+
+	if (!f)
+		return -errno;
+	for (;;) {
+		if (n == cap) {
+			cap = cap ? cap * 2 : 4096;
+			char *b = realloc(buf, cap + 1);
+
+			if (!b) {
+				free(buf);
+				fclose(f);
+				return -ENOMEM;
+			}
+			buf = b;
+		}
+		size_t got = fread(buf + n, 1, cap - n, f);
+
+		n += got;
+		if (got == 0)
+			break;
+	}
+	int err = ferror(f) ? -EIO : 0;
+
+	fclose(f);
+	if (err) {
+		free(buf);
+		return err;
+	}
+	buf[n] = '\0';
+	*text = buf;
+	*len = n;
+	return 0;
+}
+
+/* Replace path's contents, keeping its mode; readers see old or new. */
+static int rewrite_file(const char *path, const char *text, size_t len)
+{
+	char tmp[4096];
+	struct stat st;
+	int fd, rc = 0;
+
+	if (stat(path, &st))
+		return -errno;
+	if (snprintf(tmp, sizeof(tmp), "%s.fmt.%d", path, (int)getpid()) >=
+	    (int)sizeof(tmp))
+		return -ENAMETOOLONG;
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, st.st_mode & 07777);
+	if (fd < 0)
+		return -errno;
+	if (write(fd, text, len) != (ssize_t)len || fsync(fd))
+		rc = errno ? -errno : -EIO;
+	if (close(fd) && !rc)
+		rc = -errno;
+	if (!rc && rename(tmp, path))
+		rc = -errno;
+	if (rc)
+		unlink(tmp);
+	return rc;
+}
+
+/* sentry-compile fmt [--check | --stdout] FILE... */
+static int run_fmt(int argc, char **argv)
+{
+	bool check = false, to_stdout = false;
+	int i = 1, worst = EXIT_VALID;
+
+	for (; i < argc && argv[i][0] == '-' && argv[i][1]; i++) {
+		if (!strcmp(argv[i], "--check"))
+			check = true;
+		else if (!strcmp(argv[i], "--stdout"))
+			to_stdout = true;
+		else if (!strcmp(argv[i], "--"))
+			break;
+		else {
+			usage(stderr);
+			return EXIT_USAGE;
+		}
+	}
+	if (i < argc && !strcmp(argv[i], "--"))
+		i++;
+	if (i >= argc || (check && to_stdout)) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	for (; i < argc; i++) {
+		const char *path = argv[i];
+		struct sn_ctx ctx;
+		char *text = NULL, *out = NULL;
+		size_t len = 0, out_len = 0;
+		int rc = read_file(path, &text, &len);
+
+		if (rc) {
+			fprintf(stderr, "sentry-compile: %s: %s\n", path, strerror(-rc));
+			worst = worse(worst, EXIT_USAGE);
+			continue;
+		}
+		sn_ctx_init(&ctx);
+		rc = sn_fmt_text(&ctx, path, text, len, &out, &out_len);
+		if (rc == -EINVAL) {
+			/* Only this file's syntax matters to its layout. */
+			sn_diags_sort(&ctx.diags);
+			sn_diags_render_text(stderr, &ctx.diags, &ctx.sources);
+			worst = worse(worst, EXIT_INVALID);
+		} else if (rc) {
+			fprintf(stderr, "sentry-compile: %s: %s\n", path, strerror(-rc));
+			worst = worse(worst, EXIT_USAGE);
+		} else if (to_stdout) {
+			fwrite(out, 1, out_len, stdout);
+		} else if (out_len != len || memcmp(out, text, len)) {
+			if (check) {
+				printf("%s: not formatted\n", path);
+				worst = worse(worst, EXIT_INVALID);
+			} else if ((rc = rewrite_file(path, out, out_len))) {
+				fprintf(stderr, "sentry-compile: %s: %s\n", path,
+					strerror(-rc));
+				worst = worse(worst, EXIT_USAGE);
+			}
+		}
+		free(out);
+		free(text);
+		sn_ctx_free(&ctx);
+	}
+	return worst;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -669,6 +805,9 @@ int main(int argc, char **argv)
 	struct options o = { .mode = MODE_CHECK, .max_errors = SN_DIAGS_DEFAULT_MAX };
 	int modes = 0, c;
 	bool bad = false;
+
+	if (argc > 1 && !strcmp(argv[1], "fmt"))
+		return run_fmt(argc - 1, argv + 1);
 
 	/* Parse everything before judging: --plan changes what a usage
 	 * error exits with (1, since 2 means "changes"). */

@@ -18,6 +18,11 @@
 #   <case>.plan-json  the same with --format json
 #   <case>.plan-image the same with <case>.old compiled to an image first
 #                     (its temporary path shows as "old.img")
+#   <case>.fmt        sentry-compile fmt --stdout <case>.sentry; the run also
+#                     checks that formatting is idempotent and that the
+#                     formatted file has the same AST (locations aside)
+#
+# Finally every shipped policy (policies/*.sentry) must be formatted.
 #
 # Commands run from tests/golden/<dir> with the relative case path, so
 # locations in the output are stable.  UPDATE=1 rewrites the expected files;
@@ -53,6 +58,28 @@ check_one() { # dir case kind
 				echo "exit $?"
 			done <"$case.explain-args"
 			;;
+		fmt)
+			"$compiler" fmt --stdout "$case.sentry" 2>&1
+			rc=$?
+			echo "exit $rc"
+			if ((rc == 0)); then
+				# Same meaning, and a fixed point: the AST of the
+				# formatted text has the same nodes as the
+				# original's (fmt lower-cases hex and orders
+				# options, hence the case folding and sorting),
+				# and fmt leaves it alone.
+				tmp=".fmt-check-$$.sentry"
+				"$compiler" fmt --stdout "$case.sentry" >"$tmp"
+				ast() { "$compiler" --dump ast "$1" 2>/dev/null |
+					sed -E '1d; s/ @[0-9]+:[0-9]+//g' |
+					tr 'A-Z' 'a-z' | LC_ALL=C sort; }
+				cmp -s <(ast "$case.sentry") <(ast "$tmp") ||
+					echo "AST CHANGED BY FORMATTING"
+				"$compiler" fmt --check "$tmp" >/dev/null ||
+					echo "NOT IDEMPOTENT"
+				rm -f "$tmp"
+			fi
+			;;
 		plan) "$compiler" --plan "$case.old" "$case.sentry" 2>&1; echo "exit $?" ;;
 		plan-json) "$compiler" --plan --format json "$case.old" "$case.sentry" 2>&1; echo "exit $?" ;;
 		plan-image)
@@ -80,10 +107,20 @@ check_one() { # dir case kind
 while IFS= read -r src; do
 	dir=$(dirname "$src")
 	case=$(basename "$src" .sentry)
-	for kind in ast ir json consts check test json-diag sarif github explain plan plan-json plan-image; do
+	for kind in ast ir json consts check test json-diag sarif github explain plan plan-json plan-image fmt; do
 		[[ -e $dir/$case.$kind ]] && check_one "$dir" "$case" "$kind"
 	done
-done < <(find "$here/${ONLY:-}" -name '*.sentry' | LC_ALL=C sort)
+done < <(find "$here/${ONLY:-}" -name '*.sentry' ! -name '.fmt-check-*' | LC_ALL=C sort)
+
+# Shipped policies are kept in the canonical layout.
+if [[ -z ${ONLY:-} ]]; then
+	if (cd "$here/../.." && "$compiler" fmt --check policies/*.sentry); then
+		pass=$((pass + 1))
+	else
+		fail=$((fail + 1))
+		echo "FAIL policies/*.sentry are not formatted (run: sentry-compile fmt policies/*.sentry)"
+	fi
+fi
 
 echo "golden: $pass passed, $fail failed"
 ((fail == 0 && pass > 0))
