@@ -1,6 +1,7 @@
 #include "arena.h"
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +40,7 @@ void *sn_arena_alloc(struct sn_arena *a, size_t size)
 	const size_t align = _Alignof(max_align_t);
 	struct sn_arena_chunk *c = a->head;
 	size_t need;
+	bool zeroed = false;
 
 	if (size > SIZE_MAX - align)
 		return NULL;
@@ -48,7 +50,12 @@ void *sn_arena_alloc(struct sn_arena *a, size_t size)
 
 		if (sz > SIZE_MAX - sizeof(*c))
 			return NULL;
-		c = malloc(sizeof(*c) + sz);
+		/* A one-off block (a big list's entries: tens of MB) comes
+		 * from calloc, which gets fresh zero pages from the kernel
+		 * without writing them: no memset pass over it, and pages
+		 * the caller never touches cost no memory. */
+		zeroed = need > SN_ARENA_CHUNK;
+		c = zeroed ? calloc(1, sizeof(*c) + sz) : malloc(sizeof(*c) + sz);
 		if (!c)
 			return NULL;
 		c->used = 0;
@@ -66,7 +73,8 @@ void *sn_arena_alloc(struct sn_arena *a, size_t size)
 	void *p = (char *)c->data + c->used;
 	c->used += need;
 	a->allocated += need;
-	memset(p, 0, size);
+	if (!zeroed)
+		memset(p, 0, size);
 	return p;
 }
 

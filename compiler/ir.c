@@ -171,6 +171,14 @@ struct builder {
 	size_t n_conflicts;
 };
 
+/* Order of the walk: by address, then length (shorter first). */
+static inline int entry_order(const struct entry *a, const struct entry *b)
+{
+	int c = memcmp(a->prefix.addr, b->prefix.addr, 16);
+
+	return c ? c : (int)a->prefix.len - (int)b->prefix.len;
+}
+
 /*
  * Digit d of an entry's sort key, least significant first: the length,
  * then the address bytes from the last to the first.
@@ -181,26 +189,17 @@ static inline uint8_t sort_digit(const struct entry *e, int d)
 }
 
 /*
- * Sort entries by (address, length) and, for one prefix, by rule: the
- * order the walk needs (every ancestor before its descendants) and the
- * order conflict reports depend on.  The entries are built in rule order,
- * so a stable sort on (address, length) gives it.
- *
- * An LSD radix sort, one byte per pass, because qsort's 16-byte memcmp
- * comparisons were a fifth of compiling a million-prefix list.  The
- * histograms of all 17 digits are taken in one read, and a digit that is
- * the same in every entry (the 12 unused bytes of IPv4, the zero tails of
- * short IPv6 prefixes) costs no pass: IPv4 needs at most 5.  *pe may be
- * replaced by a new array (the old one is freed).  0 or -ENOMEM.
+ * LSD radix sort of a[0..n) by (address, length), one byte per pass,
+ * stable; b is scratch of n entries.  The histograms of all 17 digits are
+ * taken in one read, and a digit that is the same in every entry (the 12
+ * unused bytes of IPv4, the zero tails of short IPv6 prefixes) costs no
+ * pass: IPv4 needs at most 5.  Returns the array holding the result.
  */
-static int sort_entries(struct entry **pe, size_t n)
+static struct entry *radix_sort(struct entry *a, struct entry *b, size_t n,
+				size_t (*count)[256])
 {
 	enum { DIGITS = 17 };
-	struct entry *a = *pe, *b = NULL;
-	size_t (*count)[256] = calloc(DIGITS, sizeof(*count));
 
-	if (!count)
-		return -ENOMEM;
 	for (size_t i = 0; i < n; i++)
 		for (int d = 0; d < DIGITS; d++)
 			count[d][sort_digit(&a[i], d)]++;
@@ -209,10 +208,6 @@ static int sort_entries(struct entry **pe, size_t n)
 
 		if (c[sort_digit(&a[0], d)] == n)
 			continue; /* one value everywhere: already in order */
-		if (!b && !(b = malloc(n * sizeof(*b)))) {
-			free(count);
-			return -ENOMEM;
-		}
 		for (int v = 0; v < 256; v++) {
 			size_t k = c[v];
 
@@ -226,9 +221,90 @@ static int sort_entries(struct entry **pe, size_t n)
 		a = b;
 		b = t;
 	}
-	free(b); /* the spare buffer: the original array or the scratch one */
-	free(count);
-	*pe = a;
+	return a;
+}
+
+/*
+ * Bottom-up merge of the sorted runs of a[0..n) starting at run[0..n_runs)
+ * (run[n_runs] == n), stable (ties come from the left run); b is scratch.
+ * Returns the array holding the result.
+ */
+static struct entry *merge_runs(struct entry *a, struct entry *b, size_t n,
+				size_t *run, size_t n_runs)
+{
+	while (n_runs > 1) {
+		size_t m = 0;
+
+		for (size_t r = 0; r < n_runs; r += 2) {
+			size_t lo = run[r], mid = run[r + 1];
+			size_t hi = r + 2 <= n_runs ? run[r + 2] : mid;
+			size_t i = lo, j = mid, k = lo;
+
+			while (i < mid && j < hi)
+				b[k++] = entry_order(&a[j], &a[i]) < 0 ? a[j++]
+								       : a[i++];
+			memcpy(&b[k], &a[i], (mid - i) * sizeof(*b));
+			k += mid - i;
+			memcpy(&b[k], &a[j], (hi - j) * sizeof(*b));
+			run[m++] = lo;
+		}
+		run[m] = n;
+		n_runs = m;
+		struct entry *t = a;
+
+		a = b;
+		b = t;
+	}
+	return a;
+}
+
+/*
+ * Sort entries by (address, length) and, for one prefix, by rule: the
+ * order the walk needs (every ancestor before its descendants) and the
+ * order conflict reports depend on.  The entries are built in rule order,
+ * so any stable sort on (address, length) gives it.
+ *
+ * qsort's 16-byte memcmp comparisons were a fifth of compiling a
+ * million-prefix list.  Big lists mostly come from list files that are
+ * already sorted, so the entries are a few sorted runs: those are merged
+ * in a few sequential passes.  Anything else takes the radix sort.  *pe
+ * may be replaced by the scratch array (the other one is freed).
+ * 0 or -ENOMEM.
+ */
+#define MERGE_MAX_RUNS 16
+
+static int sort_entries(struct entry **pe, size_t n)
+{
+	struct entry *a = *pe, *b, *sorted;
+	size_t run[MERGE_MAX_RUNS + 1], n_runs = 1;
+
+	run[0] = 0;
+	for (size_t i = 1; i < n && n_runs <= MERGE_MAX_RUNS; i++)
+		if (entry_order(&a[i - 1], &a[i]) > 0) {
+			if (n_runs < MERGE_MAX_RUNS)
+				run[n_runs] = i;
+			n_runs++;
+		}
+	if (n_runs == 1)
+		return 0; /* already sorted */
+	b = malloc(n * sizeof(*b));
+	if (!b)
+		return -ENOMEM;
+	if (n_runs <= MERGE_MAX_RUNS) {
+		run[n_runs] = n;
+		sorted = merge_runs(a, b, n, run, n_runs);
+	} else {
+		size_t (*count)[256] = calloc(17, sizeof(*count));
+
+		if (!count) {
+			free(b);
+			return -ENOMEM;
+		}
+		sorted = radix_sort(a, b, n, count);
+		free(count);
+	}
+	free(sorted == a ? b : a);
+	*pe = sorted;
 	return 0;
 }
 
