@@ -58,6 +58,24 @@ enum sn_port_table {
 };
 #define SN_PORTS_PER_TABLE 65536u
 
+/*
+ * Data-plane capacities a policy image is checked against at compile time
+ * (SPEC.md 4.1: warning W007 at 80%, error E031 above; a caller may set
+ * others through struct sn_analysis_opts).  Chosen by memory, with the
+ * loader's 2x reload headroom in mind:
+ *  - LPM v4 2^21: a full IPv4 BGP table (~1M prefixes) plus large block
+ *    lists; trie nodes are allocated per entry (~64 B), so ~128 MiB at most.
+ *  - LPM v6 2^20: five times today's IPv6 table (~200k prefixes).
+ *  - decisions 2^22: 32 MiB of preallocated array, the builder's own E030
+ *    limit, so an image that builds never exceeds it with the default.
+ *  - rules 2^16: per-CPU counters of 16 B per rule id and CPU; a policy
+ *    has many prefixes but few statements.
+ */
+#define SN_CAP_LPM_V4 (1u << 21)
+#define SN_CAP_LPM_V6 (1u << 20)
+#define SN_CAP_DECISIONS (1u << 22)
+#define SN_CAP_RULES (1u << 16)
+
 /* Parser bounds (SPEC.md, "Packet classes"). */
 #define SN_MAX_VLAN_TAGS 2
 #define SN_MAX_IPV6_EXT_HDRS 8

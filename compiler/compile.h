@@ -16,12 +16,16 @@
 
 struct sn_ast;   /* ast.h */
 struct sn_image; /* image.h */
+struct sn_analysis_opts; /* analyze.h */
 
 /* Everything one compile owns; freed together by sn_ctx_free. */
 struct sn_ctx {
 	struct sn_arena arena;    /* AST, policy, image */
 	struct sn_srcmgr sources; /* every file read, for diagnostics */
 	struct sn_diags diags;
+	/* Knobs of the analysis pass (map capacities, ...); NULL: defaults.
+	 * Not owned: it must outlive the compile calls. */
+	const struct sn_analysis_opts *analysis;
 };
 
 void sn_ctx_init(struct sn_ctx *ctx);
@@ -60,7 +64,11 @@ void sn_ast_dump(FILE *out, const struct sn_ast *ast);
 int sn_image_build(struct sn_ctx *ctx, const struct sn_policy *policy,
 		   struct sn_image **out);
 
-/* parse + sema + build in one call; 0, -EINVAL (see diags) or -errno. */
+/*
+ * parse + sema + build + analysis (analyze.h: warnings, and E031 when the
+ * image exceeds a map capacity of ctx->analysis) in one call; 0, -EINVAL
+ * (see diags) or -errno.
+ */
 int sn_compile_file(struct sn_ctx *ctx, const char *path,
 		    struct sn_policy **policy, struct sn_image **image);
 int sn_compile_text(struct sn_ctx *ctx, const char *name, const char *text,

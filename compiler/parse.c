@@ -34,6 +34,7 @@ void sn_ctx_init(struct sn_ctx *ctx)
 	sn_arena_init(&ctx->arena);
 	sn_srcmgr_init(&ctx->sources);
 	sn_diags_init(&ctx->diags, SN_DIAGS_DEFAULT_MAX);
+	ctx->analysis = NULL;
 }
 
 void sn_ctx_free(struct sn_ctx *ctx)

@@ -1,8 +1,9 @@
 /*
- * parse -> sema -> image, the sequence every caller wants.
+ * parse -> sema -> image -> analysis, the sequence every caller wants.
  */
 #include <errno.h>
 
+#include "analyze.h"
 #include "compile.h"
 #include "image.h"
 
@@ -21,6 +22,10 @@ static int finish(struct sn_ctx *ctx, int rc, struct sn_ast *ast,
 	if (rc)
 		return rc;
 	rc = sn_image_add_features(&ctx->arena, p, *image);
+	if (rc)
+		return rc;
+	/* Warnings only, except when the image does not fit the maps. */
+	rc = sn_analyze(ctx, p, *image, ctx->analysis);
 	if (rc)
 		return rc;
 	if (policy)
