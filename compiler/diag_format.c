@@ -58,6 +58,7 @@ static const struct {
 	{ "E021", "rule has no sources" },
 	{ "E022", "policy too large" },
 	{ "E030", "policy exceeds the decision-table capacity" },
+	{ "E031", "image exceeds a data-plane map capacity" },
 	{ "W001", "rule never decides a packet (shadowed)" },
 	{ "W002", "redundant rule: removing it changes no verdict" },
 	{ "W003", "the same prefix twice among a rule's sources" },
