@@ -79,6 +79,16 @@ void sn_srcmgr_free(struct sn_srcmgr *m);
  */
 int sn_srcmgr_load(struct sn_srcmgr *m, const char *path,
 		   const struct sn_source **out);
+/*
+ * The same, but only for a regular file: includes and list files must not
+ * be FIFOs, sockets or devices, where opening or reading can block forever
+ * (a daemon recompiling on a file change would hang).  A non-regular file
+ * gives -ENODEV without blocking.
+ */
+int sn_srcmgr_load_regular(struct sn_srcmgr *m, const char *path,
+			   const struct sn_source **out);
+/* strerror for sn_srcmgr_load* results (-ENODEV: not a regular file). */
+const char *sn_srcmgr_strerror(int err);
 /* Register in-memory text (tests, fuzzers, stdin) under a display name. */
 int sn_srcmgr_add(struct sn_srcmgr *m, const char *path, const char *text,
 		  size_t len, const struct sn_source **out);

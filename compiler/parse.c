@@ -258,14 +258,14 @@ static int do_include(struct inc_state *st, const struct sn_ast *parent,
 			     "include chain: %s", chain_text(st, inc->resolved));
 		return 0;
 	}
-	err = sn_srcmgr_load(&ctx->sources, inc->resolved, &src);
+	err = sn_srcmgr_load_regular(&ctx->sources, inc->resolved, &src);
 	if (err == -ENOMEM)
 		return err;
 	if (err) {
 		inc->inc_state = SN_INC_UNREADABLE;
 		sn_diag_add(&ctx->diags, SN_SEV_ERROR, "E011", inc->path_loc,
 			    "cannot read included file %s: %s", inc->resolved,
-			    strerror(-err));
+			    sn_srcmgr_strerror(err));
 		return 0;
 	}
 	err = remember(st, &id);

@@ -450,7 +450,7 @@ static struct list_cache *list_get(struct sema *S, const struct sn_ast_item *it)
 		}
 		S->lists[S->n_lists++] = c;
 		c->path = path;
-		c->err = sn_srcmgr_load(&S->ctx->sources, path, &src);
+		c->err = sn_srcmgr_load_regular(&S->ctx->sources, path, &src);
 		if (c->err == -ENOMEM ||
 		    (!c->err && sn_list_parse(S->ctx, src, &c->v, &c->n,
 					      &c->bad) == -ENOMEM)) {
@@ -461,7 +461,7 @@ static struct list_cache *list_get(struct sema *S, const struct sn_ast_item *it)
 	if (c->err)
 		sn_diag_add(S->d, SN_SEV_ERROR, "E006", it->loc,
 			    "cannot read list file %s: %s", c->path,
-			    strerror(-c->err));
+			    sn_srcmgr_strerror(c->err));
 	return c;
 }
 

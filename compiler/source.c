@@ -117,15 +117,16 @@ static int read_all(int fd, size_t hint, size_t max, char **out, size_t *len)
 	return 0;
 }
 
-int sn_srcmgr_load(struct sn_srcmgr *m, const char *path,
-		   const struct sn_source **out)
+static int load(struct sn_srcmgr *m, const char *path, bool regular_only,
+		const struct sn_source **out)
 {
 	struct stat st;
 	char *text = NULL;
 	size_t len = 0;
 	int fd, err;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: opening a FIFO without a writer must not block. */
+	fd = open(path, O_RDONLY | O_CLOEXEC | (regular_only ? O_NONBLOCK : 0));
 	if (fd < 0)
 		return -errno;
 	if (fstat(fd, &st) < 0) {
@@ -136,6 +137,10 @@ int sn_srcmgr_load(struct sn_srcmgr *m, const char *path,
 	if (S_ISDIR(st.st_mode)) {
 		close(fd);
 		return -EISDIR;
+	}
+	if (regular_only && !S_ISREG(st.st_mode)) {
+		close(fd);
+		return -ENODEV;
 	}
 	if (S_ISREG(st.st_mode) && (uintmax_t)st.st_size > m->max_file_size) {
 		close(fd);
@@ -151,6 +156,25 @@ int sn_srcmgr_load(struct sn_srcmgr *m, const char *path,
 	if (err)
 		free(text);
 	return err;
+}
+
+int sn_srcmgr_load(struct sn_srcmgr *m, const char *path,
+		   const struct sn_source **out)
+{
+	return load(m, path, false, out);
+}
+
+int sn_srcmgr_load_regular(struct sn_srcmgr *m, const char *path,
+			   const struct sn_source **out)
+{
+	return load(m, path, true, out);
+}
+
+const char *sn_srcmgr_strerror(int err)
+{
+	if (err == -ENODEV)
+		return "not a regular file (a FIFO, socket or device)";
+	return strerror(-err);
 }
 
 int sn_srcmgr_add(struct sn_srcmgr *m, const char *path, const char *text,
