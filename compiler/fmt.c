@@ -383,62 +383,40 @@ static const enum sn_opt_kind opt_order[] = {
 	SN_OPT_NAME_LENGTH,   SN_OPT_LABEL_ENTROPY, SN_OPT_NEW_DOMAINS,
 };
 
+static const char *const opt_words[] = {
+	[SN_OPT_RATE] = "rate",
+	[SN_OPT_BURST] = "burst",
+	[SN_OPT_PER] = "per",
+	[SN_OPT_BLOCK_FOR] = "then block for",
+	[SN_OPT_ABOVE] = "above",
+	[SN_OPT_STALE_TTL] = "ttl",
+	[SN_OPT_STALE_MAX_AGE] = "max-age",
+	[SN_OPT_QUERY_RATE] = "query-rate",
+	[SN_OPT_MIN_TTL] = "min-ttl",
+	[SN_OPT_NAME_LENGTH] = "name-length",
+	[SN_OPT_LABEL_ENTROPY] = "label-entropy",
+	[SN_OPT_NEW_DOMAINS] = "new-domains",
+	[SN_OPT_MODE] = "mode",
+	[SN_OPT_TTL] = "ttl",
+	[SN_OPT_MAX_PREFIX] = "max-prefix",
+};
+
 static void put_opt(struct outbuf *o, const struct sn_ast_opt *op,
 		    bool *max_prefix_open)
 {
-	const char *v = op->has_val ? op->val.text : "";
 	const char *fw = op->family == SN_FAMILY_V6 ? "ipv6" : "ipv4";
+	bool continues = op->kind == SN_OPT_MAX_PREFIX && *max_prefix_open;
 
-	if (op->kind != SN_OPT_MAX_PREFIX)
-		*max_prefix_open = false;
-	switch (op->kind) {
-	case SN_OPT_MODE:
-		putf(o, " mode %s",
-		     op->val.value == SN_MODE_ENFORCE ? "enforce" : "dry-run");
-		break;
-	case SN_OPT_RATE:
-		putf(o, " rate %s", v);
-		break;
-	case SN_OPT_BURST:
-		putf(o, " burst %s", v);
-		break;
-	case SN_OPT_PER:
-		putf(o, " per %s %s", fw, v);
-		break;
-	case SN_OPT_BLOCK_FOR:
-		putf(o, " then block for %s", v);
-		break;
-	case SN_OPT_ABOVE:
-		putf(o, " above %s", v);
-		break;
-	case SN_OPT_STALE_TTL:
-	case SN_OPT_TTL:
-		putf(o, " ttl %s", v);
-		break;
-	case SN_OPT_STALE_MAX_AGE:
-		putf(o, " max-age %s", v);
-		break;
-	case SN_OPT_MAX_PREFIX:
-		/* "max-prefix ipv4 /24 ipv6 /48": one keyword, both families. */
-		putf(o, "%s %s %s", *max_prefix_open ? "" : " max-prefix", fw, v);
-		*max_prefix_open = true;
-		break;
-	case SN_OPT_QUERY_RATE:
-		putf(o, " query-rate %s", v);
-		break;
-	case SN_OPT_MIN_TTL:
-		putf(o, " min-ttl %s", v);
-		break;
-	case SN_OPT_NAME_LENGTH:
-		putf(o, " name-length %s", v);
-		break;
-	case SN_OPT_LABEL_ENTROPY:
-		putf(o, " label-entropy %s", v);
-		break;
-	case SN_OPT_NEW_DOMAINS:
-		puts_(o, " new-domains");
-		break;
-	}
+	/* "max-prefix ipv4 /24 ipv6 /48": one keyword for both families. */
+	*max_prefix_open = op->kind == SN_OPT_MAX_PREFIX;
+	if (!continues)
+		putf(o, " %s", opt_words[op->kind]);
+	if (op->kind == SN_OPT_PER || op->kind == SN_OPT_MAX_PREFIX)
+		putf(o, " %s", fw);
+	if (op->kind == SN_OPT_MODE)
+		puts_(o, op->val.value == SN_MODE_ENFORCE ? " enforce" : " dry-run");
+	else if (op->has_val)
+		putf(o, " %s", op->val.text);
 }
 
 static void put_opts(struct fmt *f, const struct sn_ast_opts *opts)
@@ -544,6 +522,31 @@ static void put_stmt(struct fmt *f, const struct sn_ast_stmt *s)
 	}
 }
 
+/*
+ * Own-line comments on lines [from, to), each run of blank lines before one
+ * kept as a single blank line.  Returns whether blank lines follow the last
+ * comment (the caller decides whether one goes before what comes next).
+ */
+static bool emit_gap(struct fmt *f, uint32_t from, uint32_t to)
+{
+	bool blank = false;
+
+	for (uint32_t l = from; l < to; l++) {
+		if (f->blank_lines[l]) {
+			blank = true;
+			continue;
+		}
+		for (size_t i = 0; i < f->n_c; i++)
+			if (f->c[i].line == l && !f->c[i].done) {
+				if (blank && !f->at_start)
+					puts_(&f->out, "\n");
+				blank = false;
+				emit_comment(f, &f->c[i], "");
+			}
+	}
+	return blank;
+}
+
 /* The last source line holding code of a statement that starts at `start`
  * and is followed by one starting at `next` (0: end of file). */
 static uint32_t stmt_end(const struct fmt *f, uint32_t start, uint32_t next)
@@ -577,25 +580,9 @@ int sn_fmt_text(struct sn_ctx *ctx, const char *name, const char *text,
 		uint32_t start = s->loc.line;
 		uint32_t next = s->next ? s->next->loc.line : 0;
 		uint32_t end = stmt_end(&f, start, next);
-		bool blank = false;
-
 		if (next == start)
 			end = start; /* `a; b` on one line */
-		/* Blank lines and own-line comments since the last statement. */
-		for (uint32_t l = prev_end + 1; l < start; l++) {
-			if (f.blank_lines[l]) {
-				blank = true;
-				continue;
-			}
-			for (size_t i = 0; i < f.n_c; i++)
-				if (f.c[i].line == l && !f.c[i].done) {
-					if (blank && !f.at_start)
-						puts_(&f.out, "\n");
-					blank = false;
-					emit_comment(&f, &f.c[i], "");
-				}
-		}
-		if (blank && !f.at_start)
+		if (emit_gap(&f, prev_end + 1, start) && !f.at_start)
 			puts_(&f.out, "\n");
 		f.stmt_end = end;
 		put_stmt(&f, s);
@@ -615,22 +602,8 @@ int sn_fmt_text(struct sn_ctx *ctx, const char *name, const char *text,
 			own_comments_before(&f, start - 1, end + 1, "");
 		prev_end = end > prev_end ? end : prev_end;
 	}
-	/* Comments after the last statement. */
-	bool blank = false;
-
-	for (uint32_t l = prev_end + 1; l <= f.n_lines; l++) {
-		if (f.blank_lines[l]) {
-			blank = true;
-			continue;
-		}
-		for (size_t i = 0; i < f.n_c; i++)
-			if (f.c[i].line == l && !f.c[i].done) {
-				if (blank && !f.at_start)
-					puts_(&f.out, "\n");
-				blank = false;
-				emit_comment(&f, &f.c[i], "");
-			}
-	}
+	/* Comments after the last statement; trailing blank lines go. */
+	emit_gap(&f, prev_end + 1, f.n_lines + 1);
 	if (f.out.oom) {
 		rc = -ENOMEM;
 		goto out;
