@@ -8,6 +8,7 @@
 #include <stdlib.h>
 
 #include "addr.h"
+#include "l4class.h"
 
 static const char *verdict_name(uint8_t v)
 {
@@ -19,27 +20,12 @@ static const char *table_name(unsigned t)
 	return t == SN_PORT_TABLE_TCP ? "tcp" : t == SN_PORT_TABLE_UDP ? "udp" : "none";
 }
 
+/* The protocol's name into buf ("other": protocols no rule names). */
 static void proto_name(int16_t proto, char *buf, size_t n)
 {
-	switch (proto) {
-	case SN_PROTO_ANY:
-		snprintf(buf, n, "other");
-		break;
-	case SN_PROTO_TCP:
-		snprintf(buf, n, "tcp");
-		break;
-	case SN_PROTO_UDP:
-		snprintf(buf, n, "udp");
-		break;
-	case SN_PROTO_ICMP:
-		snprintf(buf, n, "icmp");
-		break;
-	case SN_PROTO_ICMPV6:
-		snprintf(buf, n, "icmpv6");
-		break;
-	default:
-		snprintf(buf, n, "proto %d", proto);
-	}
+	char tmp[16];
+
+	snprintf(buf, n, "%s", sn_proto_name(proto, "other", tmp, sizeof(tmp)));
 }
 
 static void l4_describe(const struct sn_l4_class *c, char *buf, size_t n)

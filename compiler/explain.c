@@ -156,22 +156,6 @@ int sn_explain_parse(const char *text, struct sn_packet *pkt, char *err,
 	return 0;
 }
 
-static const char *proto_word(int proto, char *buf, size_t n)
-{
-	switch (proto) {
-	case SN_PROTO_TCP:
-		return "tcp";
-	case SN_PROTO_UDP:
-		return "udp";
-	case SN_PROTO_ICMP:
-		return "icmp";
-	case SN_PROTO_ICMPV6:
-		return "icmpv6";
-	}
-	snprintf(buf, n, "proto %d", proto);
-	return buf;
-}
-
 static bool port_proto(uint8_t proto)
 {
 	return proto == SN_PROTO_TCP || proto == SN_PROTO_UDP;
@@ -190,13 +174,13 @@ void sn_packet_format(const struct sn_packet *pkt, char *buf, size_t n)
 		snprintf(buf, n, "from %s", addr);
 	else if (pkt->has_port)
 		snprintf(buf, n, "from %s to %s port %u", addr,
-			 proto_word(pkt->proto, pb, sizeof(pb)), pkt->dport);
+			 sn_proto_name(pkt->proto, "any", pb, sizeof(pb)), pkt->dport);
 	else if (port_proto(pkt->proto))
 		snprintf(buf, n, "from %s to %s fragment", addr,
-			 proto_word(pkt->proto, pb, sizeof(pb)));
+			 sn_proto_name(pkt->proto, "any", pb, sizeof(pb)));
 	else
 		snprintf(buf, n, "from %s to %s", addr,
-			 proto_word(pkt->proto, pb, sizeof(pb)));
+			 sn_proto_name(pkt->proto, "any", pb, sizeof(pb)));
 }
 
 /* ---- ranking ---------------------------------------------------------------- */
@@ -329,7 +313,7 @@ static const char *verdict_word(uint8_t v)
 static void match_l4(const struct sn_explain_match *m, char *buf, size_t n)
 {
 	char pb[16];
-	const char *p = proto_word(m->rule->proto, pb, sizeof(pb));
+	const char *p = sn_proto_name(m->rule->proto, "any", pb, sizeof(pb));
 
 	if (m->spec == SN_SPEC_ANY)
 		snprintf(buf, n, "any protocol");

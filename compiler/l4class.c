@@ -11,6 +11,7 @@
 #include "l4class.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -195,4 +196,22 @@ int sn_l4_rule_spec(const struct sn_rule *r, const struct sn_l4_class *c)
 		}
 	}
 	return best;
+}
+
+const char *sn_proto_name(int proto, const char *any_word, char *buf, size_t n)
+{
+	switch (proto) {
+	case SN_PROTO_ANY:
+		return any_word;
+	case SN_PROTO_TCP:
+		return "tcp";
+	case SN_PROTO_UDP:
+		return "udp";
+	case SN_PROTO_ICMP:
+		return "icmp";
+	case SN_PROTO_ICMPV6:
+		return "icmpv6";
+	}
+	snprintf(buf, n, "proto %d", proto);
+	return buf;
 }

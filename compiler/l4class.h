@@ -5,6 +5,7 @@
 #define SN_L4CLASS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "image.h"
@@ -31,6 +32,13 @@ struct sn_l4_plan {
 /* Partition (protocol, port) space by the policy's rules. 0 or -ENOMEM. */
 int sn_l4_build(const struct sn_policy *p, struct sn_arena *arena,
 		struct sn_l4_plan *plan);
+/*
+ * A protocol as the language writes it: "tcp", "icmpv6", "proto 47";
+ * SN_PROTO_ANY is `any_word` (callers differ: "any", "other").  Returns
+ * either a constant or buf.
+ */
+const char *sn_proto_name(int proto, const char *any_word, char *buf,
+			  size_t n);
 /* Specificity of rule r for every packet of class c (SN_SPEC_NONE: no match). */
 int sn_l4_rule_spec(const struct sn_rule *r, const struct sn_l4_class *c);
 

@@ -1,6 +1,7 @@
 /*
  * --plan (see plan.h): rule-level comparison and the address-space summary.
  */
+#include "l4class.h"
 #include "plan.h"
 
 #include <errno.h>
@@ -294,22 +295,6 @@ static int space_family(const struct sn_image *img[2],
 	return 0;
 }
 
-static const char *proto_label(int proto, char *buf, size_t n)
-{
-	switch (proto) {
-	case SN_PROTO_TCP:
-		return "tcp";
-	case SN_PROTO_UDP:
-		return "udp";
-	case SN_PROTO_ICMP:
-		return "icmp";
-	case SN_PROTO_ICMPV6:
-		return "icmpv6";
-	}
-	snprintf(buf, n, "proto %d", proto);
-	return buf;
-}
-
 struct lines {
 	struct sn_space_line *v;
 	size_t n, cap;
@@ -351,7 +336,7 @@ static int emit_dir(struct lines *L, uint8_t family, uint8_t verdict,
 		return emit(L, family, verdict, cnt[0], "any protocol");
 	for (size_t k = 0; k < n && !rc;) {
 		const char *p = pc[k].proto == SN_PROTO_ANY
-			? "other protocols" : proto_label(pc[k].proto, pb, sizeof(pb));
+			? "other protocols" : sn_proto_name(pc[k].proto, "any", pb, sizeof(pb));
 		size_t end = k + 1;
 
 		if (!pc[k].port_proto) {
