@@ -1,7 +1,6 @@
 /*
  * --plan (see plan.h): rule-level comparison and the address-space summary.
  */
-#include "l4class.h"
 #include "plan.h"
 
 #include <errno.h>
@@ -10,6 +9,7 @@
 
 #include "addr.h"
 #include "jsonw.h"
+#include "l4class.h"
 
 /* ---- address counts ------------------------------------------------------- */
 
