@@ -43,6 +43,7 @@ TEST_BINS    := $(TEST_C_SRC:tests/%.c=$(BUILD)/tests/%)
 BINS := $(BUILD)/sentry-compile $(BUILD)/sentryd $(BUILD)/sentryctl
 
 .PHONY: all deps test test-unit test-golden test-kernel test-e2e demo \
+        test-differential \
         clean golden-update test-sanitize fuzz fuzz-build
 all: $(BINS) $(BPF_OBJ) $(TEST_BINS)
 
@@ -105,6 +106,13 @@ test-kernel: all
 	./tests/run-all.sh kernel
 test-e2e: all
 	./tests/run-all.sh e2e
+
+# The kernel differential test at full size (millions of frames; `make
+# test` runs a CI-sized one).  DIFF_ARGS="--seed 7 --policies 50" etc.
+DIFF_SEED ?= $(shell date +%s)
+test-differential: all
+	$(BUILD)/tests/kernel/test_differential --policies 1000 --packets 10000 \
+		--seconds 300 --seed $(DIFF_SEED) $(DIFF_ARGS)
 
 # Every suite again with the userspace built under ASan and UBSan (any
 # report aborts the process, so the test fails).
