@@ -24,7 +24,9 @@ typedef uint32_t sn_u32;
 typedef uint64_t sn_u64;
 #endif
 
-#define SN_ABI_VERSION 1u
+/* 2: sn_decision.limit, the rate-limit maps (sn_limits, sn_limit_state,
+ * sn_limit_new). */
+#define SN_ABI_VERSION 2u
 
 /* Verdicts as the policy states them; the program maps them to XDP actions. */
 enum sn_verdict {
@@ -105,9 +107,90 @@ struct sn_proto_entry {
 struct sn_decision {
 	sn_u32 rule_id;
 	sn_u8 verdict; /* enum sn_verdict */
-	sn_u8 flags;   /* reserved for rate-limit/SYN stages, 0 today */
-	sn_u16 pad;
+	sn_u8 flags;   /* reserved for the SYN stage, 0 today */
+	sn_u16 limit;  /* 0: none; else 1 + index into sn_limits (ALLOW only) */
 };
+
+/*
+ * Rate limits (SPEC.md 2.4).  sn_limits[i] is the configuration of limit
+ * rule i, written by the loader from the image; the program computes with
+ * it, never with the rule's source text.
+ *
+ * Token arithmetic is 32.32 fixed point ("fp": one token is 1 << 32).
+ * Refill of elapsed ns is
+ *     (elapsed / 1e9) * rate_fp + ((elapsed % 1e9) * rate_ns_q >> shift)
+ * where rate_ns_q = rate_fp * 2^shift / 1e9 and the loader picks the
+ * largest shift with rate_ns_q < 2^34: the product of the sub-second
+ * part (< 2^30 ns) stays below 2^64, and the precision is better than
+ * 2^-33 at any rate (1/m .. 1e8/s).  Elapsed time is capped at fill_ns
+ * (time to refill an empty bucket) first, so the whole-second part stays
+ * below burst_fp too.  No 128-bit arithmetic, one division only when a
+ * second or more has passed since the last refill.
+ */
+#define SN_TOKEN_ONE (1ull << 32)
+#define SN_NSEC_PER_SEC 1000000000ull
+
+struct sn_limit_cfg {
+	sn_u64 identity;  /* FNV-1a of the rule's identity text (bucket key) */
+	sn_u64 rate_fp;   /* tokens per second, 32.32 */
+	sn_u64 rate_ns_q; /* rate_fp * 2^shift / 1e9 */
+	sn_u64 burst_fp;  /* bucket size, 32.32 */
+	sn_u64 fill_ns;   /* ns to refill from empty to burst (>= 1) */
+	sn_u64 block_ns;  /* then block for D; 0: no escalation */
+	sn_u32 rule_id;   /* counter of the packets the limit drops */
+	sn_u8 key_v4;     /* source key prefix lengths */
+	sn_u8 key_v6;
+	sn_u8 shift;
+	sn_u8 pad;
+};
+
+/*
+ * sn_limit_state key: one token bucket per (limit identity, source masked
+ * to the key prefix).  Keyed by identity, not by limit index, so a reload
+ * that keeps a limit's match keeps its buckets.  pad and the address
+ * bytes past len are zero.
+ */
+struct sn_limit_key {
+	sn_u64 identity;
+	sn_u8 family; /* 4 or 6 */
+	sn_u8 len;    /* key prefix length */
+	sn_u8 pad[6];
+	sn_u8 addr[16];
+};
+
+/*
+ * sn_limit_state value.  Updated lock-free by every CPU (the LRU hash has
+ * no bpf_spin_lock): see the data-plane comment for the races and their
+ * bounds.
+ */
+struct sn_limit_state {
+	sn_u64 tokens;        /* 32.32, signed while a consumer backs off */
+	sn_u64 last_ns;       /* bpf_ktime_get_ns() of the last refill */
+	sn_u64 blocked_until; /* ns; the key prefix is dropped until then */
+};
+
+/*
+ * sn_limit_new (per-CPU array[1]): the budget of NEW bucket creations, a
+ * token bucket of its own.  A packet of an unknown source that finds it
+ * empty is judged without state (2.4), so a random-source flood cannot
+ * push the buckets of known sources out of the LRU map.
+ */
+struct sn_limit_budget {
+	sn_u64 tokens;  /* 32.32 */
+	sn_u64 last_ns;
+	sn_u64 denied;  /* packets judged without state, for statistics */
+};
+
+/*
+ * Capacity of sn_limit_state and the default creation budget (SPEC.md
+ * 2.4): at most SN_LIMIT_NEW_PER_S new buckets per second over all CPUs,
+ * so filling the map with new keys takes a flood at least
+ * SN_CAP_LIMIT_STATE / SN_LIMIT_NEW_PER_S = 16 s; a bucket used in the
+ * last 16 s is never evicted by new keys.
+ */
+#define SN_CAP_LIMIT_STATE (1u << 16)
+#define SN_LIMIT_NEW_PER_S 4096u
+#define SN_LIMIT_NEW_BURST 4096u
 
 /* sn_counters value (per-CPU), indexed by rule id. */
 struct sn_counter {
@@ -142,5 +225,9 @@ SN_ASSERT_SIZE(struct sn_proto_entry, 8);
 SN_ASSERT_SIZE(struct sn_decision, 8);
 SN_ASSERT_SIZE(struct sn_counter, 16);
 SN_ASSERT_SIZE(struct sn_meta, 72);
+SN_ASSERT_SIZE(struct sn_limit_cfg, 56);
+SN_ASSERT_SIZE(struct sn_limit_key, 32);
+SN_ASSERT_SIZE(struct sn_limit_state, 24);
+SN_ASSERT_SIZE(struct sn_limit_budget, 24);
 
 #endif /* SENTRY_ABI_H */

@@ -186,6 +186,8 @@ void sn_dump_ir(FILE *out, const struct sn_image *img)
 
 			fprintf(out, " L%u:#%u:%s", l, d->rule_id,
 				verdict_name(d->verdict));
+			if (d->limit) /* the limit's index, as under limits */
+				fprintf(out, "+limit#%u", d->limit - 1u);
 		}
 		fputc('\n', out);
 	}
@@ -389,8 +391,11 @@ void sn_dump_json(FILE *out, const struct sn_image *img)
 			const struct sn_decision *d =
 				&img->decisions[(size_t)c * img->constants.l4_stride + l];
 
-			fprintf(out, "%s{\"l4_class\": %u, \"rule\": %u, \"verdict\": \"%s\"}",
+			fprintf(out, "%s{\"l4_class\": %u, \"rule\": %u, \"verdict\": \"%s\"",
 				l ? ", " : "", l, d->rule_id, verdict_name(d->verdict));
+			if (d->limit)
+				fprintf(out, ", \"limit\": %u", d->limit - 1u);
+			fputc('}', out);
 		}
 		fprintf(out, "]}");
 	}

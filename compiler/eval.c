@@ -83,8 +83,8 @@ void sn_eval_image(const struct sn_image *img, const struct sn_packet *pkt,
 		   : lpm(img->v6, img->n_v6, addr, 128);
 	/* The image always holds both /0 roots; a miss is a corrupt image. */
 	if (!hit) {
-		*out = (struct sn_eval_result){ SN_VERDICT_BLOCK,
-						SN_RULE_MALFORMED };
+		*out = (struct sn_eval_result){ .verdict = SN_VERDICT_BLOCK,
+						.rule_id = SN_RULE_MALFORMED };
 		return;
 	}
 	uint32_t l4 = l4_class_of(img, pkt);
@@ -92,31 +92,68 @@ void sn_eval_image(const struct sn_image *img, const struct sn_packet *pkt,
 		&img->decisions[(size_t)hit->class_id * img->constants.l4_stride +
 				l4];
 
-	*out = (struct sn_eval_result){ d->verdict, d->rule_id };
+	*out = (struct sn_eval_result){ d->verdict, d->rule_id,
+					d->verdict == SN_VERDICT_ALLOW ? d->limit
+								       : 0 };
 }
 
 /* ---- the policy's semantics, applied directly ---------------------------- */
 
-/* How specifically rule r's L4 part matches the packet; -1: not at all. */
-static int l4_match(const struct sn_rule *r, const struct sn_packet *pkt)
+/* How specifically an L4 part matches the packet; -1: not at all. */
+static int l4_match(int proto, const struct sn_port_range *ports,
+		    size_t n_ports, const struct sn_packet *pkt)
 {
-	if (r->proto == SN_PROTO_ANY)
+	if (proto == SN_PROTO_ANY)
 		return 0;
-	if (r->proto != pkt->proto)
+	if (proto != pkt->proto)
 		return -1;
-	if (r->n_ports == 0)
+	if (n_ports == 0)
 		return 1;
 	if (!pkt->has_port)
 		return -1;
 
 	int best = -1;
 
-	for (size_t i = 0; i < r->n_ports; i++)
-		if (pkt->dport >= r->ports[i].lo && pkt->dport <= r->ports[i].hi) {
-			int s = r->ports[i].lo == r->ports[i].hi ? 3 : 2;
+	for (size_t i = 0; i < n_ports; i++)
+		if (pkt->dport >= ports[i].lo && pkt->dport <= ports[i].hi) {
+			int s = ports[i].lo == ports[i].hi ? 3 : 2;
 
 			best = s > best ? s : best;
 		}
+	return best;
+}
+
+/*
+ * The limit rule for a packet (SPEC.md 2.4): the matching one with the
+ * longest source prefix, then the most specific L4 match, then the
+ * lowest id.  1 + its id, or 0.
+ */
+static uint32_t policy_limit(const struct sn_policy *p,
+			     const struct sn_prefix *host,
+			     const struct sn_packet *pkt)
+{
+	int best_len = -1, best_spec = -1;
+	uint32_t best = 0;
+
+	for (size_t i = 0; i < p->n_limits; i++) {
+		const struct sn_limit *l = &p->limits[i];
+		int spec = l4_match(l->proto, l->ports, l->n_ports, pkt);
+
+		if (spec < 0)
+			continue;
+		for (size_t j = 0; j < l->n_srcs; j++) {
+			const struct sn_prefix *s = &l->srcs[j].prefix;
+
+			if (!sn_prefix_contains(s, host))
+				continue;
+			if (s->len > best_len ||
+			    (s->len == best_len && spec > best_spec)) {
+				best_len = s->len;
+				best_spec = spec;
+				best = l->id + 1;
+			}
+		}
+	}
 	return best;
 }
 
@@ -135,7 +172,7 @@ void sn_eval_policy(const struct sn_policy *p, const struct sn_packet *pkt,
 	memcpy(host.addr, pkt->src, v4 ? 4 : 16);
 	for (size_t i = 0; i < p->n_rules; i++) {
 		const struct sn_rule *r = &p->rules[i];
-		int spec = l4_match(r, pkt);
+		int spec = l4_match(r->proto, r->ports, r->n_ports, pkt);
 
 		if (spec < 0)
 			continue;
@@ -156,11 +193,13 @@ void sn_eval_policy(const struct sn_policy *p, const struct sn_packet *pkt,
 		}
 	}
 	if (best)
-		*out = (struct sn_eval_result){ best->verdict, best->id };
+		*out = (struct sn_eval_result){ best->verdict, best->id, 0 };
 	else
 		*out = (struct sn_eval_result){
 			def->verdict,
-			v4 ? SN_RULE_DEFAULT_V4 : SN_RULE_DEFAULT_V6 };
+			v4 ? SN_RULE_DEFAULT_V4 : SN_RULE_DEFAULT_V6, 0 };
+	if (out->verdict == SN_VERDICT_ALLOW)
+		out->limit = policy_limit(p, &host, pkt);
 }
 
 void sn_expect_packet(const struct sn_expect *e, struct sn_packet *pkt)

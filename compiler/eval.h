@@ -5,8 +5,8 @@
  *    does (LPM, L4 class, decision table); `--test` uses it, so an expect
  *    line checks what will be loaded.
  *  - sn_eval_policy applies the semantics of SPEC.md directly to the
- *    resolved rules (most specific wins, override tier, defaults), sharing
- *    no code with the image builder.
+ *    resolved rules (most specific wins, override tier, defaults) and
+ *    limit rules (2.4), sharing no code with the image builder.
  *
  * Differential tests compare both with the kernel's verdict.
  */
@@ -31,6 +31,9 @@ struct sn_packet {
 struct sn_eval_result {
 	uint8_t verdict; /* enum sn_verdict */
 	uint32_t rule_id;
+	/* The limit rule that applies (SPEC.md 2.4): 1 + its id, 0 none.
+	 * Always 0 for a blocked packet: limits apply to allowed ones. */
+	uint32_t limit;
 };
 
 void sn_eval_image(const struct sn_image *image, const struct sn_packet *pkt,

@@ -293,12 +293,13 @@ int sn_explain_run(const struct sn_policy *p, const struct sn_packet *pkt,
 			return -ENOMEM;
 	out->n = n;
 	if (n)
-		out->result = (struct sn_eval_result){ out->v[0].rule->verdict,
-						       out->v[0].rule->id };
+		out->result = (struct sn_eval_result){
+			.verdict = out->v[0].rule->verdict,
+			.rule_id = out->v[0].rule->id };
 	else
 		out->result = (struct sn_eval_result){
-			out->def->verdict,
-			v4 ? SN_RULE_DEFAULT_V4 : SN_RULE_DEFAULT_V6 };
+			.verdict = out->def->verdict,
+			.rule_id = v4 ? SN_RULE_DEFAULT_V4 : SN_RULE_DEFAULT_V6 };
 	return 0;
 }
 

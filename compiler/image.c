@@ -992,6 +992,17 @@ int sn_image_parse(const void *data, size_t len, struct sn_arena *a,
 	rc = parse_features(buf, sec, strings, a, img, err, errlen);
 	if (rc)
 		return rc;
+	/* Limit rules have rule ids after the policy rules (SPEC.md 5.3). */
+	uint32_t n_limits = sn_image_features(img)->n_limits;
+
+	if (img->n_rules - SN_RULE_FIRST < n_limits)
+		return bad(err, errlen, "rule table lacks the limit rules");
+	for (uint64_t i = 0; i < sec[SEC_DECISIONS].count; i++)
+		if (i % fc.l4_stride < img->n_l4 &&
+		    img->decisions[i].limit > n_limits)
+			return bad(err, errlen, "decision %llu names limit %u of %u",
+				   (unsigned long long)i,
+				   img->decisions[i].limit, n_limits);
 	*out = img;
 	return 0;
 }

@@ -166,6 +166,17 @@ struct sn_image {
 	struct sn_image_features *features; /* NULL: defaults */
 };
 
+/*
+ * Rule id (counter) of limit rule `limit`: the limit rules follow the
+ * policy rules in the rule table (SPEC.md 5.3).
+ */
+static inline uint32_t sn_image_limit_rule(const struct sn_image *img,
+					   const struct sn_image_features *f,
+					   uint32_t limit)
+{
+	return img->n_rules - f->n_limits + limit;
+}
+
 /* The image's features, or the defaults when it has none. */
 const struct sn_image_features *sn_image_features(const struct sn_image *img);
 /*

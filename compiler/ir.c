@@ -13,6 +13,10 @@
  *
  * A prefix whose row equals its parent's adds nothing: the LPM lookup
  * without it lands on the parent, so it is left out of the image.
+ *
+ * Limit rules (SPEC.md 2.4) ride along in the same walk: their prefixes
+ * are nodes too, carrying no verdict but a limit candidate per L4 class,
+ * and the row stores the winning limit beside the winning rule.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -26,10 +30,14 @@
 #define SN_MAX_DECISIONS (1u << 22) /* 32 MiB of decision table */
 #define SN_MAX_CONFLICTS_REPORTED 64
 
-/* One written source prefix of one rule, sorted into the containment walk. */
+/*
+ * One written source prefix of one rule or limit rule, sorted into the
+ * containment walk.  rule < n_rules is a rule; rule - n_rules otherwise
+ * is a limit rule (one index space keeps the memo and the sort simple).
+ */
 struct entry {
 	struct sn_prefix prefix;
-	uint32_t rule; /* index into policy->rules */
+	uint32_t rule; /* index into policy->rules, or n_rules + limit */
 	uint32_t src;  /* index into that rule's srcs */
 };
 
@@ -43,6 +51,8 @@ struct cand {
 	uint32_t rule_id;
 	uint32_t entry; /* entry that set it, for conflict locations */
 	uint8_t verdict;
+	uint16_t limit; /* 1 + id of the winning limit rule, 0: none */
+	uint32_t lkey;  /* its key (no tier); 0: none */
 };
 
 static uint32_t cand_key(int tier, int len, int spec)
@@ -65,7 +75,7 @@ static uint64_t row_hash(const struct sn_decision *row, uint32_t width)
 	uint64_t h = 1469598103934665603ull;
 
 	for (uint32_t i = 0; i < width; i++) {
-		h ^= row[i].rule_id;
+		h ^= row[i].rule_id | (uint64_t)row[i].limit << 32;
 		h *= 1099511628211ull;
 	}
 	return h ^ (h >> 29);
@@ -166,6 +176,7 @@ struct builder {
 	const struct sn_policy *policy;
 	struct sn_l4_plan l4;
 	int8_t *spec;      /* spec[rule * n_l4 + class] */
+	int8_t *lspec;     /* lspec[limit * n_l4 + class] */
 	struct row_table rows;
 	struct conflict_set conflicts;
 	size_t n_conflicts;
@@ -401,6 +412,30 @@ static struct memo_slot *memo_find(const struct memo *m, uint64_t parent_gen,
 }
 
 /*
+ * Merge limit rule l, written at prefix node, into the limit candidates:
+ * longer prefix, then L4 specificity; on a tie the earlier limit stays
+ * (entries of one node are in id order).  Equal keys with different
+ * parameters are E048, reported by sema.
+ */
+static void node_limit(struct builder *b, uint32_t l,
+		       const struct sn_prefix *node, struct cand *own)
+{
+	const uint32_t width = b->l4.n_classes;
+	const int8_t *spec = &b->lspec[(size_t)l * width];
+
+	for (uint32_t c = 0; c < width; c++) {
+		if (spec[c] < 0)
+			continue;
+		uint32_t key = cand_key(0, node->len, spec[c]);
+
+		if (key > own[c].lkey) {
+			own[c].lkey = key;
+			own[c].limit = (uint16_t)(l + 1);
+		}
+	}
+}
+
+/*
  * The candidates of node (entries e[begin..end) at prefix node) from its
  * parent's: own = parent, then every entry's rule where it beats the
  * inherited candidate.  Reports equal-key, different-verdict pairs.
@@ -413,6 +448,11 @@ static void node_cands(struct builder *b, const struct entry *e, size_t begin,
 
 	memcpy(own, parent, width * sizeof(*own));
 	for (size_t k = begin; k < end; k++) {
+		if (e[k].rule >= b->policy->n_rules) {
+			node_limit(b, e[k].rule - (uint32_t)b->policy->n_rules,
+				   node, own);
+			continue;
+		}
 		const struct sn_rule *r = &b->policy->rules[e[k].rule];
 		const int8_t *spec = &b->spec[(size_t)e[k].rule * width];
 
@@ -422,8 +462,11 @@ static void node_cands(struct builder *b, const struct entry *e, size_t begin,
 			uint32_t key = cand_key(r->tier, node->len, spec[c]);
 
 			if (key > own[c].key) {
-				own[c] = (struct cand){ key, r->id, (uint32_t)k,
-							r->verdict };
+				/* the limit candidate is independent: kept */
+				own[c].key = key;
+				own[c].rule_id = r->id;
+				own[c].entry = (uint32_t)k;
+				own[c].verdict = r->verdict;
 			} else if (key == own[c].key &&
 				   own[c].verdict != r->verdict) {
 				report_conflict(b, &e[own[c].entry], &e[k]);
@@ -436,9 +479,15 @@ static void node_cands(struct builder *b, const struct entry *e, size_t begin,
 static long cands_class(struct builder *b, const struct cand *own,
 			struct sn_decision *row)
 {
+	/* A limit applies to allowed packets only: a blocked row holds none,
+	 * which also keeps rows that differ only there one class. */
 	for (uint32_t c = 0; c < b->l4.n_classes; c++)
-		row[c] = (struct sn_decision){ .rule_id = own[c].rule_id,
-					       .verdict = own[c].verdict };
+		row[c] = (struct sn_decision){
+			.rule_id = own[c].rule_id,
+			.verdict = own[c].verdict,
+			.limit = own[c].verdict == SN_VERDICT_ALLOW ? own[c].limit
+								   : 0,
+		};
 	return rows_intern(&b->rows, row);
 }
 
@@ -480,6 +529,9 @@ static int build_family(struct builder *b, int family,
 	for (size_t i = 0; i < p->n_rules; i++)
 		for (size_t j = 0; j < p->rules[i].n_srcs; j++)
 			n += p->rules[i].srcs[j].prefix.family == family;
+	for (size_t i = 0; i < p->n_limits; i++)
+		for (size_t j = 0; j < p->limits[i].n_srcs; j++)
+			n += p->limits[i].srcs[j].prefix.family == family;
 
 	struct entry *e = malloc((n ? n : 1) * sizeof(*e));
 	/* One row of candidates per tree depth, plus the root's parent. */
@@ -505,6 +557,16 @@ static int build_family(struct builder *b, int family,
 				e[n++] = (struct entry){
 					.prefix = p->rules[i].srcs[j].prefix,
 					.rule = (uint32_t)i,
+					.src = (uint32_t)j,
+				};
+	/* After the rules, so a node's entries stay in (rule, limit id)
+	 * order through the stable sort. */
+	for (size_t i = 0; i < p->n_limits; i++)
+		for (size_t j = 0; j < p->limits[i].n_srcs; j++)
+			if (p->limits[i].srcs[j].prefix.family == family)
+				e[n++] = (struct entry){
+					.prefix = p->limits[i].srcs[j].prefix,
+					.rule = (uint32_t)(p->n_rules + i),
 					.src = (uint32_t)j,
 				};
 	if (n > 1 && (rc = sort_entries(&e, n)))
@@ -631,7 +693,8 @@ static int build_rules(struct builder *b, struct sn_image *img)
 {
 	const struct sn_policy *p = b->policy;
 	struct sn_arena *a = &b->ctx->arena;
-	uint32_t n = SN_RULE_FIRST + (uint32_t)p->n_rules;
+	/* Limit rules count their drops under ids after the policy rules. */
+	uint32_t n = SN_RULE_FIRST + (uint32_t)p->n_rules + (uint32_t)p->n_limits;
 
 	img->rules = sn_arena_calloc(a, n, sizeof(*img->rules));
 	if (!img->rules)
@@ -679,6 +742,22 @@ static int build_rules(struct builder *b, struct sn_image *img)
 			.text = s->text ? s->text : "",
 		};
 	}
+	for (size_t i = 0; i < p->n_limits; i++) {
+		const struct sn_limit *l = &p->limits[i];
+		uint32_t id = SN_RULE_FIRST + (uint32_t)(p->n_rules + i);
+
+		/* BLOCK: what its counter counts is the packets it dropped. */
+		img->rules[id] = (struct sn_image_rule){
+			.id = id,
+			.verdict = SN_VERDICT_BLOCK,
+			.tier = SN_TIER_NORMAL,
+			.proto = l->proto,
+			.file = l->loc.file ? l->loc.file : "",
+			.line = l->loc.line,
+			.col = l->loc.col,
+			.text = l->text ? l->text : "",
+		};
+	}
 	for (uint32_t i = 0; i < n; i++)
 		if (!img->rules[i].text)
 			return -ENOMEM;
@@ -697,6 +776,18 @@ int sn_image_build(struct sn_ctx *ctx, const struct sn_policy *policy,
 	for (size_t i = 0; i < policy->n_rules; i++)
 		if (policy->rules[i].id != SN_RULE_FIRST + i)
 			return -EINVAL; /* sema's contract */
+	for (size_t i = 0; i < policy->n_limits; i++)
+		if (policy->limits[i].id != i)
+			return -EINVAL;
+	if (policy->n_limits >= UINT16_MAX) {
+		/* sn_decision.limit is 16 bits: 1 + index. */
+		sn_diag_add(&ctx->diags, SN_SEV_ERROR, "E030",
+			    (struct sn_loc){ 0 },
+			    "policy has %zu limit rules; the decision table "
+			    "holds at most %u", policy->n_limits,
+			    UINT16_MAX - 1);
+		return -EINVAL;
+	}
 
 	rc = sn_l4_build(policy, &ctx->arena, &b.l4);
 	if (rc)
@@ -704,12 +795,23 @@ int sn_image_build(struct sn_ctx *ctx, const struct sn_policy *policy,
 	const uint32_t width = b.l4.n_classes;
 
 	b.spec = malloc((policy->n_rules ? policy->n_rules : 1) * width);
-	if (!b.spec)
-		return -ENOMEM;
+	b.lspec = malloc((policy->n_limits ? policy->n_limits : 1) * width);
+	if (!b.spec || !b.lspec) {
+		rc = -ENOMEM;
+		goto out;
+	}
 	for (size_t r = 0; r < policy->n_rules; r++)
 		for (uint32_t c = 0; c < width; c++)
 			b.spec[r * width + c] = (int8_t)sn_l4_rule_spec(
 				&policy->rules[r], &b.l4.classes[c]);
+	for (size_t l = 0; l < policy->n_limits; l++) {
+		const struct sn_limit *lim = &policy->limits[l];
+
+		for (uint32_t c = 0; c < width; c++)
+			b.lspec[l * width + c] = (int8_t)sn_l4_match_spec(
+				lim->proto, lim->ports, lim->n_ports,
+				&b.l4.classes[c]);
+	}
 
 	b.rows.width = width;
 	b.rows.stride = next_pow2(width);
@@ -758,6 +860,7 @@ int sn_image_build(struct sn_ctx *ctx, const struct sn_policy *policy,
 	*out = img;
 out:
 	free(b.spec);
+	free(b.lspec);
 	free(b.rows.rows);
 	free(b.rows.slots);
 	free(b.conflicts.v);

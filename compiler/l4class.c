@@ -45,6 +45,9 @@ static long port_cuts(const struct sn_policy *p, int proto, uint32_t **out)
 	for (size_t i = 0; i < p->n_rules; i++)
 		if (p->rules[i].proto == proto)
 			cap += 2 * p->rules[i].n_ports;
+	for (size_t i = 0; i < p->n_limits; i++)
+		if (p->limits[i].proto == proto)
+			cap += 2 * p->limits[i].n_ports;
 	uint32_t *cuts = malloc(cap * sizeof(*cuts));
 
 	if (!cuts)
@@ -58,6 +61,16 @@ static long port_cuts(const struct sn_policy *p, int proto, uint32_t **out)
 		for (size_t j = 0; j < r->n_ports; j++) {
 			cuts[n++] = r->ports[j].lo;
 			cuts[n++] = (uint32_t)r->ports[j].hi + 1;
+		}
+	}
+	for (size_t i = 0; i < p->n_limits; i++) {
+		const struct sn_limit *l = &p->limits[i];
+
+		if (l->proto != proto)
+			continue;
+		for (size_t j = 0; j < l->n_ports; j++) {
+			cuts[n++] = l->ports[j].lo;
+			cuts[n++] = (uint32_t)l->ports[j].hi + 1;
 		}
 	}
 	qsort(cuts, n, sizeof(*cuts), cmp_u32);
@@ -89,6 +102,17 @@ int sn_l4_build(const struct sn_policy *p, struct sn_arena *arena,
 		named[r->proto] = true;
 		if (r->n_ports && port_table_of(r->proto) != SN_PORT_TABLE_NONE)
 			has_ports[r->proto] = true;
+	}
+	/* Limit rules draw boundaries too: which limit applies is a column
+	 * of the decision row like the verdict (SPEC.md 2.4). */
+	for (size_t i = 0; i < p->n_limits; i++) {
+		const struct sn_limit *l = &p->limits[i];
+
+		if (l->proto == SN_PROTO_ANY)
+			continue;
+		named[l->proto] = true;
+		if (l->n_ports && port_table_of(l->proto) != SN_PORT_TABLE_NONE)
+			has_ports[l->proto] = true;
 	}
 
 	/* Pass 1: count, so classes and runs are allocated once. */
@@ -172,11 +196,17 @@ out:
 
 int sn_l4_rule_spec(const struct sn_rule *r, const struct sn_l4_class *c)
 {
-	if (r->proto == SN_PROTO_ANY)
+	return sn_l4_match_spec(r->proto, r->ports, r->n_ports, c);
+}
+
+int sn_l4_match_spec(int proto, const struct sn_port_range *ports,
+		     size_t n_ports, const struct sn_l4_class *c)
+{
+	if (proto == SN_PROTO_ANY)
 		return SN_SPEC_ANY;
-	if (r->proto != c->proto)
+	if (proto != c->proto)
 		return SN_SPEC_NONE;
-	if (r->n_ports == 0)
+	if (n_ports == 0)
 		return SN_SPEC_PROTO;
 	/* Port rules never match a packet whose port is not visible. */
 	if (c->port_table == SN_PORT_TABLE_NONE || c->noport)
@@ -184,8 +214,8 @@ int sn_l4_rule_spec(const struct sn_rule *r, const struct sn_l4_class *c)
 
 	int best = SN_SPEC_NONE;
 
-	for (size_t i = 0; i < r->n_ports; i++) {
-		const struct sn_port_range *pr = &r->ports[i];
+	for (size_t i = 0; i < n_ports; i++) {
+		const struct sn_port_range *pr = &ports[i];
 
 		/* Classes refine every range: inside one means inside all of it. */
 		if (c->lo >= pr->lo && c->hi <= pr->hi) {

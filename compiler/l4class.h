@@ -29,7 +29,10 @@ struct sn_l4_plan {
 	uint32_t port_tables;
 };
 
-/* Partition (protocol, port) space by the policy's rules. 0 or -ENOMEM. */
+/*
+ * Partition (protocol, port) space by the policy's rules and limit rules.
+ * 0 or -ENOMEM.
+ */
 int sn_l4_build(const struct sn_policy *p, struct sn_arena *arena,
 		struct sn_l4_plan *plan);
 /*
@@ -41,5 +44,8 @@ const char *sn_proto_name(int proto, const char *any_word, char *buf,
 			  size_t n);
 /* Specificity of rule r for every packet of class c (SN_SPEC_NONE: no match). */
 int sn_l4_rule_spec(const struct sn_rule *r, const struct sn_l4_class *c);
+/* The same for any L4 match (a limit rule's proto and ports). */
+int sn_l4_match_spec(int proto, const struct sn_port_range *ports,
+		     size_t n_ports, const struct sn_l4_class *c);
 
 #endif

@@ -1,8 +1,9 @@
 /*
  * Image builder tests: hand-checked cases plus a randomized differential
- * test.  For random policies, the compiled image (walked as the XDP program
- * walks it) must judge every random packet exactly as the policy semantics
- * evaluator does, before and after a serialise/parse round trip.
+ * test.  For random policies (rules and limit rules), the compiled image
+ * (walked as the XDP program walks it) must judge every random packet
+ * exactly as the policy semantics evaluator does - verdict, deciding rule
+ * and applicable limit - before and after a serialise/parse round trip.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -95,6 +96,60 @@ static const int16_t protos[] = { SN_PROTO_ANY, SN_PROTO_TCP, SN_PROTO_UDP,
 				  SN_PROTO_ICMP, 47 };
 static const uint16_t port_pool[] = { 0, 1, 21, 22, 23, 80, 443, 1000, 1024, 65535 };
 
+static void random_ports(struct sn_arena *a, int16_t proto,
+			 struct sn_port_range **ports, size_t *n_ports)
+{
+	*n_ports = 0;
+	*ports = NULL;
+	if (proto != SN_PROTO_TCP && proto != SN_PROTO_UDP)
+		return;
+	*n_ports = rnd_below(3);
+	*ports = sn_arena_calloc(a, *n_ports + 1, sizeof(**ports));
+	for (size_t j = 0; j < *n_ports; j++) {
+		uint16_t x = port_pool[rnd_below(10)];
+		uint16_t y = rnd_below(2) ? x : port_pool[rnd_below(10)];
+
+		(*ports)[j].lo = x < y ? x : y;
+		(*ports)[j].hi = x < y ? y : x;
+	}
+}
+
+/*
+ * 0-4 limit rules over the same prefix pool, so they nest in and tie with
+ * the rules and each other (equal keys: both evaluators take the earlier
+ * one; sema's E048 is not the builder's business).  Parameters in the
+ * ranges the image reader accepts.
+ */
+static void random_limits(struct sn_arena *a, struct sn_policy *p)
+{
+	p->n_limits = rnd_below(5);
+	p->limits = sn_arena_calloc(a, p->n_limits + 1, sizeof(*p->limits));
+	for (size_t i = 0; i < p->n_limits; i++) {
+		struct sn_limit *l = &p->limits[i];
+
+		l->id = (uint32_t)i;
+		l->identity = rnd();
+		l->proto = protos[rnd_below(5)];
+		l->n_srcs = 1 + rnd_below(2);
+		l->srcs = sn_arena_calloc(a, l->n_srcs, sizeof(*l->srcs));
+		for (size_t j = 0; j < l->n_srcs; j++) {
+			if (rnd_below(4) == 0)
+				l->srcs[j].prefix.family =
+					rnd_below(2) ? SN_FAMILY_V4 : SN_FAMILY_V6;
+			else
+				l->srcs[j].prefix = pool[rnd_below(POOL)];
+		}
+		random_ports(a, l->proto, &l->ports, &l->n_ports);
+		l->rate = (struct sn_rate){ 1 + rnd_below(1000),
+					    rnd_below(2) ? 1 : 60 };
+		l->burst = 1 + rnd_below(1000);
+		l->key_v4 = (uint8_t)(16 + rnd_below(17));
+		l->key_v6 = (uint8_t)(48 + rnd_below(81));
+		l->block_for = rnd_below(2) ? 0 : 1 + rnd_below(3600);
+		l->text = sn_arena_printf(a, "random limit %zu", i);
+	}
+}
+
 static void random_policy(struct sn_arena *a, struct sn_policy *p)
 {
 	memset(p, 0, sizeof(*p));
@@ -102,6 +157,15 @@ static void random_policy(struct sn_arena *a, struct sn_policy *p)
 	p->rules = sn_arena_calloc(a, p->n_rules, sizeof(*p->rules));
 	p->default_v4.verdict = rnd_below(2) ? SN_VERDICT_ALLOW : SN_VERDICT_BLOCK;
 	p->default_v6.verdict = rnd_below(2) ? SN_VERDICT_ALLOW : SN_VERDICT_BLOCK;
+	/* The settings sema fills in when not written (the reader checks). */
+	p->dns.stale_ttl = SN_DNS_STALE_TTL_DEFAULT;
+	p->dns.stale_max_age = SN_DNS_STALE_MAX_AGE_DEFAULT;
+	p->autoblock = (struct sn_autoblock){
+		.ttl = SN_AUTOBLOCK_TTL_DEFAULT,
+		.max_v4 = SN_AUTOBLOCK_MAX_V4_DEFAULT,
+		.max_v6 = SN_AUTOBLOCK_MAX_V6_DEFAULT,
+		.rate = { SN_AUTOBLOCK_RATE_DEFAULT, 60 },
+	};
 	for (size_t i = 0; i < p->n_rules; i++) {
 		struct sn_rule *r = &p->rules[i];
 
@@ -119,19 +183,10 @@ static void random_policy(struct sn_arena *a, struct sn_policy *p)
 				r->srcs[j].prefix = pool[rnd_below(POOL)];
 			}
 		}
-		if (r->proto == SN_PROTO_TCP || r->proto == SN_PROTO_UDP) {
-			r->n_ports = rnd_below(3);
-			r->ports = sn_arena_calloc(a, r->n_ports + 1, sizeof(*r->ports));
-			for (size_t j = 0; j < r->n_ports; j++) {
-				uint16_t x = port_pool[rnd_below(10)];
-				uint16_t y = rnd_below(2) ? x : port_pool[rnd_below(10)];
-
-				r->ports[j].lo = x < y ? x : y;
-				r->ports[j].hi = x < y ? y : x;
-			}
-		}
+		random_ports(a, r->proto, &r->ports, &r->n_ports);
 		r->text = sn_arena_printf(a, "random rule %zu", i);
 	}
+	random_limits(a, p);
 }
 
 static void random_packet(struct sn_packet *pkt)
@@ -160,7 +215,7 @@ static void random_packet(struct sn_packet *pkt)
 static void test_random(unsigned n_policies, unsigned n_packets)
 {
 	unsigned built = 0, conflicts = 0;
-	unsigned long packets = 0;
+	unsigned long packets = 0, limited = 0;
 
 	for (unsigned it = 0; it < n_policies; it++) {
 		struct sn_ctx ctx;
@@ -184,6 +239,8 @@ static void test_random(unsigned n_policies, unsigned n_packets)
 			continue;
 		}
 		built++;
+		CHECK(sn_image_add_features(&ctx.arena, &p, img) == 0,
+		      "features");
 		void *buf;
 		size_t len;
 		char err[256] = "";
@@ -202,9 +259,12 @@ static void test_random(unsigned n_policies, unsigned n_packets)
 			sn_eval_image(img2, &pkt, &c);
 			packets++;
 			CHECK(a.verdict == b.verdict && a.rule_id == b.rule_id &&
-				      c.rule_id == a.rule_id,
-			      "policy %u packet %u: image #%u/%u policy #%u/%u",
-			      it, k, a.rule_id, a.verdict, b.rule_id, b.verdict);
+				      a.limit == b.limit && c.rule_id == a.rule_id &&
+				      c.limit == a.limit,
+			      "policy %u packet %u: image #%u/%u limit %u, "
+			      "policy #%u/%u limit %u", it, k, a.rule_id,
+			      a.verdict, a.limit, b.rule_id, b.verdict, b.limit);
+			limited += a.limit != 0;
 			if (failures > 20)
 				break;
 		}
@@ -212,9 +272,11 @@ static void test_random(unsigned n_policies, unsigned n_packets)
 		if (failures > 20)
 			break;
 	}
-	printf("random: %u policies built, %u with conflicts, %lu packets compared\n",
-	       built, conflicts, packets);
+	printf("random: %u policies built, %u with conflicts, %lu packets "
+	       "compared, %lu of them limited\n", built, conflicts, packets,
+	       limited);
 	CHECK(built > n_policies / 4, "too few conflict-free policies (%u)", built);
+	CHECK(limited > packets / 20, "too few limited packets (%lu)", limited);
 }
 
 /* A corrupted image is refused, never half-read. */
@@ -232,6 +294,7 @@ static void test_corruption(void)
 		sn_diags_free(&ctx.diags);
 		sn_diags_init(&ctx.diags, 10);
 	} while (sn_image_build(&ctx, &p, &img));
+	CHECK(sn_image_add_features(&ctx.arena, &p, img) == 0, "features");
 	void *buf;
 	size_t len;
 
