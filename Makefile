@@ -162,6 +162,21 @@ bench-compile: $(BUILD)/sentry-compile
 	$(BUILD)/bench/compile --sentry $(BUILD)/sentry-compile \
 		--work $(BUILD)/bench/compile-work $(BENCH_ARGS)
 
+# ns per packet via BPF_PROG_TEST_RUN: baseline, sentry, a plain LPM trie and
+# xdp-filter at 10..1M prefixes (bench/verdict.c says how; needs root).
+# BENCH_ARGS="--sizes 10,100k --family 4 --packets 5000" etc.
+.PHONY: bench-verdict
+$(BUILD)/bench/verdict.bpf.o: bench/verdict.bpf.c bpf/sentry_abi.h | $(BUILD)/bpf
+	@mkdir -p $(BUILD)/bench
+	$(CLANG) $(BPF_CFLAGS) -c -o $@ $<
+$(BUILD)/bench/verdict: $(BUILD)/bench/verdict.o $(LIBRUNTIME) $(LIBCOMPILER)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(BUILD)/bench/verdict.o: $(SKELS)
+bench-verdict: $(BUILD)/bench/verdict $(BUILD)/bench/verdict.bpf.o
+	@mkdir -p $(BUILD)/bench/verdict-work
+	$(BUILD)/bench/verdict --obj $(BUILD)/bench/verdict.bpf.o \
+		--work $(BUILD)/bench/verdict-work $(BENCH_ARGS)
+
 clean:
 	rm -rf $(BUILD) build-san build-fuzz
 
