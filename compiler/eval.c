@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "addr.h"
+#include "srcmap.h"
 
 /* ---- the compiled image, walked as the XDP program walks it ------------- */
 
@@ -78,19 +79,29 @@ void sn_eval_image(const struct sn_image *img, const struct sn_packet *pkt,
 	uint8_t addr[16] = { 0 };
 
 	memcpy(addr, pkt->src, v4 ? 4 : 16);
-	const struct sn_class_prefix *hit =
-		v4 ? lpm(img->v4, img->n_v4, addr, 32)
-		   : lpm(img->v6, img->n_v6, addr, 128);
+	/* The structure the program reads: range trie or LPM trie (4). */
+	const struct sn_srcmap *m = v4 ? &img->src_v4 : &img->src_v6;
+	int64_t cls = -1;
+
+	if (sn_srcmap_kind_of(m) == SN_SRCMAP_RANGE) {
+		cls = sn_srcmap_lookup(m, pkt->family, addr);
+	} else {
+		const struct sn_class_prefix *hit =
+			v4 ? lpm(img->v4, img->n_v4, addr, 32)
+			   : lpm(img->v6, img->n_v6, addr, 128);
+
+		if (hit)
+			cls = hit->class_id;
+	}
 	/* The image always holds both /0 roots; a miss is a corrupt image. */
-	if (!hit) {
+	if (cls < 0) {
 		*out = (struct sn_eval_result){ .verdict = SN_VERDICT_BLOCK,
 						.rule_id = SN_RULE_MALFORMED };
 		return;
 	}
 	uint32_t l4 = l4_class_of(img, pkt);
 	const struct sn_decision *d =
-		&img->decisions[(size_t)hit->class_id * img->constants.l4_stride +
-				l4];
+		&img->decisions[(size_t)cls * img->constants.l4_stride + l4];
 
 	*out = (struct sn_eval_result){ d->verdict, d->rule_id,
 					d->verdict == SN_VERDICT_ALLOW ? d->limit

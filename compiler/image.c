@@ -6,6 +6,7 @@
  * is stored, so one policy always compiles to one checksum).
  */
 #include "image.h"
+#include "srcmap.h"
 
 #include "addr.h"
 
@@ -41,8 +42,15 @@ enum sn_section {
 	SEC_DNS = 15,
 	SEC_AUTOBLOCK = 16,
 	SEC_AUTOBLOCK_NEVER = 17,
-	SEC_COUNT = 17,
+	SEC_SRC_NODES_V4 = 18,
+	SEC_SRC_NODES_V6 = 19,
+	SEC_SRC_RANGES_V4 = 20,
+	SEC_SRC_RANGES_V6 = 21,
+	SEC_COUNT = 21,
 };
+
+/* The last section of image format version 2 (no source structures). */
+#define SEC_COUNT_V2 SEC_AUTOBLOCK_NEVER
 
 struct file_header {
 	char magic[8];
@@ -94,6 +102,17 @@ struct file_prefix_v6 {
 	uint8_t len;
 	uint8_t pad[3];
 	uint8_t addr[16];
+};
+
+/* Sections 20/21: one range of the range trie of a family (SPEC.md 5.2). */
+struct file_src_range_v4 {
+	uint32_t class_id;
+	uint8_t start[4];
+};
+
+struct file_src_range_v6 {
+	uint32_t class_id;
+	uint8_t start[16];
 };
 
 struct file_rule {
@@ -351,6 +370,27 @@ static int features_to_file(const struct sn_image_features *f,
 	return 0;
 }
 
+/* Sections 18-21 into buf at their offsets (sec[type - 1]). */
+static void srcmap_to_file(uint8_t *buf, const struct file_section *sec,
+			   const struct sn_image *img)
+{
+	for (int f = 0; f < 2; f++) {
+		const struct sn_srcmap *m = f ? &img->src_v6 : &img->src_v4;
+		const struct file_section *sn = &sec[SEC_SRC_NODES_V4 - 1 + f];
+		const struct file_section *sr = &sec[SEC_SRC_RANGES_V4 - 1 + f];
+
+		memcpy(buf + sn->offset, m->nodes, m->n_nodes * sizeof(*m->nodes));
+		for (uint32_t i = 0; i < m->n_ranges; i++) {
+			struct file_src_range_v6 r = { m->ranges[i].class_id, { 0 } };
+
+			memcpy(r.start, m->ranges[i].start, f ? 16 : 4);
+			/* v4 records are the same with a 4-byte start. */
+			memcpy(buf + sr->offset + i * sr->elem_size, &r,
+			       sr->elem_size);
+		}
+	}
+}
+
 int sn_image_serialize(struct sn_image *img, void **out, size_t *out_len)
 {
 	struct strtab st = { .buf = calloc(1, 256), .len = 1, .cap = 256 };
@@ -408,6 +448,12 @@ int sn_image_serialize(struct sn_image *img, void **out, size_t *out_len)
 		{ SEC_AUTOBLOCK, sizeof(struct file_autoblock), 0, 1 },
 		{ SEC_AUTOBLOCK_NEVER, sizeof(struct file_prefix_any), 0,
 		  feat->n_never },
+		{ SEC_SRC_NODES_V4, sizeof(uint32_t), 0, img->src_v4.n_nodes },
+		{ SEC_SRC_NODES_V6, sizeof(uint32_t), 0, img->src_v6.n_nodes },
+		{ SEC_SRC_RANGES_V4, sizeof(struct file_src_range_v4), 0,
+		  img->src_v4.n_ranges },
+		{ SEC_SRC_RANGES_V6, sizeof(struct file_src_range_v6), 0,
+		  img->src_v6.n_ranges },
 	};
 	size_t off = sizeof(struct file_header) + sizeof(sec);
 
@@ -484,6 +530,7 @@ int sn_image_serialize(struct sn_image *img, void **out, size_t *out_len)
 	memcpy(buf + sec[14].offset, &fr.dns, sizeof(fr.dns));
 	memcpy(buf + sec[15].offset, &fr.ab, sizeof(fr.ab));
 	memcpy(buf + sec[16].offset, fr.never, sec[16].count * sec[16].elem_size);
+	srcmap_to_file(buf, sec, img);
 
 	rc = sha256(buf, len, img->checksum);
 	if (rc)
@@ -758,6 +805,40 @@ static int parse_features(const uint8_t *buf, const struct file_section *sec,
 	return 0;
 }
 
+/* Sections 18-21 of a version 3 file, then sn_srcmap_check. */
+static int srcmap_from_file(const uint8_t *buf, const struct file_section *sec,
+			    struct sn_arena *a, struct sn_image *img, char *err,
+			    size_t errlen)
+{
+	for (int f = 0; f < 2; f++) {
+		struct sn_srcmap *m = f ? &img->src_v6 : &img->src_v4;
+		const struct file_section *sn = &sec[SEC_SRC_NODES_V4 + f];
+		const struct file_section *sr = &sec[SEC_SRC_RANGES_V4 + f];
+
+		if (sn->count > SN_SRC_INDEX_MASK + 1ull ||
+		    sr->count > SN_SRC_INDEX_MASK + 1ull ||
+		    (!sn->count != !sr->count))
+			return bad(err, errlen, "IPv%d source trie malformed",
+				   f ? 6 : 4);
+		m->n_nodes = (uint32_t)sn->count;
+		m->n_ranges = (uint32_t)sr->count;
+		m->nodes = sn_arena_calloc(a, m->n_nodes + 1, sizeof(*m->nodes));
+		m->ranges = sn_arena_calloc(a, m->n_ranges + 1, sizeof(*m->ranges));
+		if (!m->nodes || !m->ranges)
+			return -ENOMEM;
+		memcpy(m->nodes, buf + sn->offset, m->n_nodes * sizeof(*m->nodes));
+		for (uint32_t i = 0; i < m->n_ranges; i++) {
+			struct file_src_range_v6 r = { 0 };
+
+			memcpy(&r, buf + sr->offset + i * sr->elem_size,
+			       sr->elem_size);
+			m->ranges[i].class_id = r.class_id;
+			memcpy(m->ranges[i].start, r.start, f ? 16 : 4);
+		}
+	}
+	return sn_srcmap_check(img, err, errlen);
+}
+
 int sn_image_parse(const void *data, size_t len, struct sn_arena *a,
 		   struct sn_image **out, char *err, size_t errlen)
 {
@@ -770,7 +851,8 @@ int sn_image_parse(const void *data, size_t len, struct sn_arena *a,
 	memcpy(&hdr, buf, sizeof(hdr));
 	if (memcmp(hdr.magic, SN_IMAGE_MAGIC, 8))
 		return bad(err, errlen, "not a 47Sentry policy image");
-	if (hdr.version != SN_IMAGE_VERSION)
+	/* Version 2 is version 3 without sections 18-21: LPM tries. */
+	if (hdr.version != SN_IMAGE_VERSION && hdr.version != 2)
 		return bad(err, errlen, "image format version %u, expected %u",
 			   hdr.version, SN_IMAGE_VERSION);
 	if (hdr.abi_version != SN_ABI_VERSION)
@@ -828,8 +910,12 @@ int sn_image_parse(const void *data, size_t len, struct sn_arena *a,
 		[SEC_DNS] = sizeof(struct file_dns),
 		[SEC_AUTOBLOCK] = sizeof(struct file_autoblock),
 		[SEC_AUTOBLOCK_NEVER] = sizeof(struct file_prefix_any),
+		[SEC_SRC_NODES_V4] = sizeof(uint32_t),
+		[SEC_SRC_NODES_V6] = sizeof(uint32_t),
+		[SEC_SRC_RANGES_V4] = sizeof(struct file_src_range_v4),
+		[SEC_SRC_RANGES_V6] = sizeof(struct file_src_range_v6),
 	};
-	for (int t = 1; t <= SEC_COUNT; t++)
+	for (int t = 1; t <= (hdr.version == 2 ? SEC_COUNT_V2 : SEC_COUNT); t++)
 		if (sec[t].elem_size != elem[t])
 			return bad(err, errlen, "section %d missing or malformed", t);
 
@@ -988,6 +1074,11 @@ int sn_image_parse(const void *data, size_t len, struct sn_arena *a,
 			.proto = f.proto, .file = file, .line = f.line,
 			.col = f.col, .text = text,
 		};
+	}
+	if (hdr.version != 2) {
+		rc = srcmap_from_file(buf, sec, a, img, err, errlen);
+		if (rc)
+			return rc;
 	}
 	rc = parse_features(buf, sec, strings, a, img, err, errlen);
 	if (rc)

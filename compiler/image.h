@@ -19,7 +19,7 @@
 #include "policy.h"
 
 #define SN_IMAGE_MAGIC "47SNTIMG"
-#define SN_IMAGE_VERSION 2u
+#define SN_IMAGE_VERSION 3u
 
 /* One rule as the runtime reports it: pseudo-rules included. */
 struct sn_image_rule {
@@ -51,6 +51,25 @@ struct sn_port_run {
 struct sn_class_prefix {
 	struct sn_prefix prefix;
 	uint32_t class_id;
+};
+
+/*
+ * The source-classification structure of one family (SPEC.md 4, 5.1;
+ * compiler/srcmap.h builds and walks it): ranges of one source class,
+ * sorted, indexed by a multibit trie of node entries encoded as in
+ * bpf/sentry_abi.h.  n_nodes == 0: the family uses the LPM trie of the
+ * class prefixes instead.
+ */
+struct sn_src_range {
+	uint8_t start[16]; /* first address, network order (IPv4: 4 bytes) */
+	uint32_t class_id;
+};
+
+struct sn_srcmap {
+	uint32_t *nodes; /* nodes[0]: the entry of the whole address space */
+	uint32_t n_nodes;
+	struct sn_src_range *ranges;
+	uint32_t n_ranges;
 };
 
 /* Compile-time constants the XDP program is specialised with (rodata). */
@@ -164,6 +183,7 @@ struct sn_image {
 	uint32_t n_rules;
 	uint8_t checksum[32]; /* SHA-256 of the serialised image */
 	struct sn_image_features *features; /* NULL: defaults */
+	struct sn_srcmap src_v4, src_v6; /* how the program finds the class */
 };
 
 /*

@@ -26,6 +26,7 @@
 #include "compile.h"
 #include "image.h"
 #include "l4class.h"
+#include "srcmap.h"
 
 #define SN_MAX_DECISIONS (1u << 22) /* 32 MiB of decision table */
 #define SN_MAX_CONFLICTS_REPORTED 64
@@ -857,6 +858,10 @@ int sn_image_build(struct sn_ctx *ctx, const struct sn_policy *policy,
 	}
 	memcpy(img->decisions, b.rows.rows,
 	       (size_t)b.rows.n * b.rows.stride * sizeof(*img->decisions));
+	/* How the program finds the source class (srcmap.h, SPEC.md 4). */
+	rc = sn_srcmap_build(&ctx->arena, img, SN_SRCMAP_AUTO);
+	if (rc)
+		goto out;
 	*out = img;
 out:
 	free(b.spec);

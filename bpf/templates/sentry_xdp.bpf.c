@@ -2,7 +2,8 @@
 /*
  * 47Sentry XDP classifier.
  *
- * Per packet: parse once, one LPM lookup (by family) -> source class, one
+ * Per packet: parse once, one source lookup (by family: the range trie or
+ * LPM trie the compiler chose, SPEC.md 4) -> source class, one
  * L4 class (sn_proto, and sn_ports for a port-table protocol), one decision
  * lookup, one per-CPU counter update.  The work is the same for 1 rule or
  * 100k rules: the compiler folded the policy into these tables.
@@ -99,6 +100,39 @@ struct {
 	__type(key, struct sn_lpm_v6_key);
 	__type(value, __u32);
 } sn_lpm_v6 SEC(".maps");
+
+/*
+ * The range tries (bpf/sentry_abi.h, SPEC.md 4): what the compiler chose
+ * instead of the LPM tries for a family, unless nodes[0] says
+ * SN_SRC_USE_LPM.  Sized by the loader from the image.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 64);
+	__type(key, __u32);
+	__type(value, __u32);
+} sn_src4_nodes SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 64);
+	__type(key, __u32);
+	__type(value, struct sn_src_range_v4);
+} sn_src4_ranges SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 64);
+	__type(key, __u32);
+	__type(value, __u32);
+} sn_src6_nodes SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 64);
+	__type(key, __u32);
+	__type(value, struct sn_src_range_v6);
+} sn_src6_ranges SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -311,6 +345,127 @@ __noinline int sn_decide(struct xdp_md *ctx, const struct sn_l3 *l3)
 	}
 }
 
+/* ---- source class (SPEC.md 4): range trie or LPM trie ---------------- */
+
+/* What the range-trie lookups return besides a class. */
+#define SN_SRC_ABORT (-1)  /* walked out of the structure: a loader bug */
+#define SN_SRC_LPM (-2)    /* this family uses the LPM trie */
+
+/*
+ * Entry of nodes[idx], or SN_SRC_USE_LPM as "missing" (never a valid
+ * entry below the root).
+ */
+static __always_inline __u32 src_entry(void *nodes, __u32 idx)
+{
+	__u32 *e = bpf_map_lookup_elem(nodes, &idx);
+
+	return e ? *e : SN_SRC_USE_LPM;
+}
+
+/*
+ * Source class of an IPv4 address (host order) through the range trie:
+ * follow child entries, SN_SRC_STRIDE_MAX bits at most per node, to a leaf
+ * of at most SN_SRC_LEAF_MAX ranges, then take the last of them that
+ * starts at or before the address.  compiler/srcmap.c walks the same.
+ */
+__noinline int sn_src_class_v4(__u32 addr)
+{
+	struct sn_src_range_v4 *r;
+	__u32 e, d = 0, first, n, idx, cls, i;
+
+	e = src_entry(&sn_src4_nodes, 0);
+	if (e == SN_SRC_USE_LPM)
+		return SN_SRC_LPM;
+	for (i = 1; i < SN_SRC_MAX_READS_V4 && (e & SN_SRC_CHILD); i++) {
+		__u32 s = ((e >> SN_SRC_SPAN_SHIFT) & SN_SRC_SPAN_MASK) + 1;
+		__u64 window = (__u64)addr << 32 << d;
+
+		if (d + s > 32)
+			return SN_SRC_ABORT;
+		e = src_entry(&sn_src4_nodes,
+			      (e & SN_SRC_INDEX_MASK) + (__u32)(window >> (64 - s)));
+		if (e == SN_SRC_USE_LPM)
+			return SN_SRC_ABORT;
+		d += s;
+	}
+	if (e & SN_SRC_CHILD)
+		return SN_SRC_ABORT;
+	/*
+	 * The leaf's ranges, in address order: the first holds the region's
+	 * start, each next one takes over from its start on.  A forward scan
+	 * rather than a bisection: its loads do not depend on each other, so
+	 * the CPU overlaps their cache misses, and they are adjacent.
+	 */
+	first = e & SN_SRC_INDEX_MASK;
+	n = ((e >> SN_SRC_SPAN_SHIFT) & SN_SRC_SPAN_MASK) + 1;
+	if (n == 1)
+		return (int)first; /* a one-range leaf is the class itself */
+	r = bpf_map_lookup_elem(&sn_src4_ranges, &first);
+	if (!r)
+		return SN_SRC_ABORT;
+	cls = r->class_id;
+	for (i = 1; i < SN_SRC_LEAF_MAX && i < n; i++) {
+		idx = first + i;
+		r = bpf_map_lookup_elem(&sn_src4_ranges, &idx);
+		if (!r)
+			return SN_SRC_ABORT;
+		if (r->start > addr)
+			break;
+		cls = r->class_id;
+	}
+	return (int)(cls & 0x7fffffff);
+}
+
+/* The same for IPv6: the address as two host-order halves. */
+__noinline int sn_src_class_v6(__u64 ahi, __u64 alo)
+{
+	struct sn_src_range_v6 *r;
+	__u32 e, d = 0, first, n, idx, cls, i;
+
+	e = src_entry(&sn_src6_nodes, 0);
+	if (e == SN_SRC_USE_LPM)
+		return SN_SRC_LPM;
+	for (i = 1; i < SN_SRC_MAX_READS_V6 && (e & SN_SRC_CHILD); i++) {
+		__u32 s = ((e >> SN_SRC_SPAN_SHIFT) & SN_SRC_SPAN_MASK) + 1;
+		__u64 window;
+
+		if (d + s > 128)
+			return SN_SRC_ABORT;
+		/* The 64 bits from bit d on (d < 128 here). */
+		if (d == 0)
+			window = ahi;
+		else if (d < 64)
+			window = ahi << d | alo >> (64 - d);
+		else
+			window = alo << (d - 64);
+		e = src_entry(&sn_src6_nodes,
+			      (e & SN_SRC_INDEX_MASK) + (__u32)(window >> (64 - s)));
+		if (e == SN_SRC_USE_LPM)
+			return SN_SRC_ABORT;
+		d += s;
+	}
+	if (e & SN_SRC_CHILD)
+		return SN_SRC_ABORT;
+	first = e & SN_SRC_INDEX_MASK;
+	n = ((e >> SN_SRC_SPAN_SHIFT) & SN_SRC_SPAN_MASK) + 1;
+	if (n == 1)
+		return (int)first; /* a one-range leaf is the class itself */
+	r = bpf_map_lookup_elem(&sn_src6_ranges, &first);
+	if (!r)
+		return SN_SRC_ABORT;
+	cls = r->class_id;
+	for (i = 1; i < SN_SRC_LEAF_MAX && i < n; i++) {
+		idx = first + i;
+		r = bpf_map_lookup_elem(&sn_src6_ranges, &idx);
+		if (!r)
+			return SN_SRC_ABORT;
+		if (r->hi > ahi || (r->hi == ahi && r->lo > alo))
+			break;
+		cls = r->class_id;
+	}
+	return (int)(cls & 0x7fffffff);
+}
+
 /* An IPv4 packet whose header starts at off. */
 __noinline int sn_ipv4(struct xdp_md *ctx, __u32 off)
 {
@@ -318,6 +473,7 @@ __noinline int sn_ipv4(struct xdp_md *ctx, __u32 off)
 	struct sn_l3 l3 = {};
 	struct iphdr *iph;
 	__u32 hlen, *cls;
+	int c;
 
 	iph = pkt_ptr(ctx, off, sizeof(*iph));
 	if (!iph || iph->version != 4 || iph->ihl < 5)
@@ -331,10 +487,16 @@ __noinline int sn_ipv4(struct xdp_md *ctx, __u32 off)
 	l3.proto = iph->protocol;
 	l3.l4_off = off + hlen;
 
-	cls = bpf_map_lookup_elem(&sn_lpm_v4, &key);
-	if (!cls)
+	c = sn_src_class_v4(bpf_ntohl(iph->saddr));
+	if (c == SN_SRC_LPM) {
+		cls = bpf_map_lookup_elem(&sn_lpm_v4, &key);
+		if (!cls)
+			return XDP_ABORTED;
+		c = (int)(*cls & 0x7fffffff);
+	}
+	if (c < 0)
 		return XDP_ABORTED;
-	l3.src_class = *cls;
+	l3.src_class = (__u32)c;
 	return sn_decide(ctx, &l3);
 }
 
@@ -359,6 +521,8 @@ __noinline int sn_ipv6(struct xdp_md *ctx, __u32 off)
 	struct sn_l3 l3 = {};
 	struct ipv6hdr *ip6;
 	__u32 nexthdr, *cls;
+	__u64 ahi, alo;
+	int c;
 	int i;
 
 	ip6 = pkt_ptr(ctx, off, sizeof(*ip6));
@@ -402,10 +566,18 @@ __noinline int sn_ipv6(struct xdp_md *ctx, __u32 off)
 
 	l3.proto = nexthdr;
 	l3.l4_off = off;
-	cls = bpf_map_lookup_elem(&sn_lpm_v6, &key);
-	if (!cls)
+	__builtin_memcpy(&ahi, key.addr, 8);
+	__builtin_memcpy(&alo, key.addr + 8, 8);
+	c = sn_src_class_v6(bpf_be64_to_cpu(ahi), bpf_be64_to_cpu(alo));
+	if (c == SN_SRC_LPM) {
+		cls = bpf_map_lookup_elem(&sn_lpm_v6, &key);
+		if (!cls)
+			return XDP_ABORTED;
+		c = (int)(*cls & 0x7fffffff);
+	}
+	if (c < 0)
 		return XDP_ABORTED;
-	l3.src_class = *cls;
+	l3.src_class = (__u32)c;
 	return sn_decide(ctx, &l3);
 }
 

@@ -257,10 +257,21 @@ struct policy_gen {
 	unsigned n_edges;
 	uint8_t protos[8]; /* protocols named with proto N */
 	unsigned n_protos;
+	/* Sometimes a big set ("set big"), so the source lookup the compiler
+	 * builds has depth: its prefixes, written one after another. */
+	struct pfx *bulk;
+	unsigned n_bulk;
+};
+
+/* What a shrunk policy keeps: lines, and a slice of the big set. */
+struct keep {
+	bool line[MAX_LINES];
+	unsigned bulk_lo, bulk_hi;
 };
 
 /* Names a policy may reference: sets and variables with their families. */
 struct names {
+	unsigned big_fams; /* families in the big set; 0: no big set */
 	unsigned n_sets, set_fams[3];
 	unsigned n_vars, var_fams[2];
 	unsigned n_port_vars;
@@ -325,6 +336,10 @@ static unsigned src_item(struct rng *r, struct policy_gen *g,
 {
 	char buf[64];
 
+	if (nm->big_fams && chance(r, 30)) {
+		cat(line, "@big");
+		return nm->big_fams;
+	}
 	if (nm->n_sets && chance(r, 12)) {
 		unsigned k = below(r, nm->n_sets);
 
@@ -504,6 +519,48 @@ static void rule_line(struct rng *r, struct policy_gen *g,
 	}
 }
 
+/*
+ * 50..6400 prefixes: inside the pool's prefixes (nesting), and dense runs
+ * of neighbours in a small space (many adjacent ranges).
+ */
+static void make_bulk(struct rng *r, struct policy_gen *g)
+{
+	unsigned n = 50u << below(r, 8);
+
+	g->bulk = calloc(n, sizeof(*g->bulk));
+	if (!g->bulk)
+		return;
+	for (unsigned i = 0; i < n; i++) {
+		struct pfx *p = &g->bulk[i];
+		unsigned max;
+
+		do {
+			if (i && chance(r, 40)) { /* a neighbour of the previous */
+				*p = g->bulk[i - 1];
+				max = fam_bits(p->family);
+				if (p->len)
+					bit_set(p->addr, p->len - 1u,
+						!((p->addr[(p->len - 1) / 8] <<
+						   ((p->len - 1) % 8)) & 0x80));
+				if (chance(r, 30) && p->len < max)
+					p->len++;
+			} else {
+				const struct pfx *parent =
+					&g->pool[below(r, g->n_pool)];
+
+				*p = *parent;
+				max = fam_bits(p->family);
+				p->len = (uint8_t)(parent->len +
+						   below(r, max - parent->len + 1));
+				for (unsigned b = parent->len; b < max; b++)
+					bit_set(p->addr, b, below(r, 2));
+			}
+			pfx_mask(p);
+		} while (pfx_v4_mapped(p));
+	}
+	g->n_bulk = n;
+}
+
 static void gen_policy(struct rng *r, struct policy_gen *g)
 {
 	struct names nm = { 0 };
@@ -512,6 +569,10 @@ static void gen_policy(struct rng *r, struct policy_gen *g)
 
 	memset(g, 0, sizeof(*g));
 	make_pool(r, g);
+	if (chance(r, 20))
+		make_bulk(r, g);
+	for (unsigned i = 0; i < g->n_bulk; i++)
+		nm.big_fams |= fam_mask(g->bulk[i].family);
 
 	nm.n_sets = below(r, 3);
 	nm.n_vars = below(r, 2);
@@ -558,17 +619,52 @@ static void gen_policy(struct rng *r, struct policy_gen *g)
 		rule_line(r, g, &nm, no_ports, g->lines[g->n_lines++]);
 }
 
-/* The policy text of the lines whose bit in keep is set (all: NULL). */
-static char *policy_text(const struct policy_gen *g, const bool *keep)
+static void gen_free(struct policy_gen *g)
 {
-	size_t cap = (size_t)g->n_lines * (LINE_MAX_LEN + 1) + 1, used = 0;
-	char *t = malloc(cap);
+	free(g->bulk);
+	free(g);
+}
 
+static void keep_all(const struct policy_gen *g, struct keep *k)
+{
+	for (unsigned i = 0; i < MAX_LINES; i++)
+		k->line[i] = true;
+	k->bulk_lo = 0;
+	k->bulk_hi = g->n_bulk;
+}
+
+/* The policy text of what k keeps (everything: NULL). */
+static char *policy_text(const struct policy_gen *g, const struct keep *k)
+{
+	struct keep all;
+	size_t cap, used = 0;
+	char *t;
+
+	if (!k) {
+		keep_all(g, &all);
+		k = &all;
+	}
+	cap = (size_t)g->n_lines * (LINE_MAX_LEN + 1) +
+	      (size_t)(k->bulk_hi - k->bulk_lo) * (INET6_ADDRSTRLEN + 6) + 32;
+	t = malloc(cap);
 	if (!t)
 		return NULL;
 	t[0] = 0;
+	if (k->bulk_hi > k->bulk_lo) {
+		used += (size_t)snprintf(t, cap, "set big = {");
+		for (unsigned i = k->bulk_lo; i < k->bulk_hi; i++) {
+			const struct pfx *p = &g->bulk[i];
+			char a[INET6_ADDRSTRLEN];
+
+			addr_str(p->family, p->addr, a, sizeof(a));
+			used += (size_t)snprintf(t + used, cap - used, "%s%s/%u",
+						 i > k->bulk_lo ? ", " : " ", a,
+						 p->len);
+		}
+		used += (size_t)snprintf(t + used, cap - used, " }\n");
+	}
 	for (unsigned i = 0; i < g->n_lines; i++) {
-		if (keep && !keep[i])
+		if (!k->line[i])
 			continue;
 		used += (size_t)snprintf(t + used, cap - used, "%s\n", g->lines[i]);
 	}
@@ -581,7 +677,9 @@ static char *policy_text(const struct policy_gen *g, const bool *keep)
 static void gen_src(struct rng *r, const struct policy_gen *g, uint8_t *family,
 		    uint8_t a[16])
 {
-	const struct pfx *p = &g->pool[below(r, g->n_pool)];
+	const struct pfx *p = g->n_bulk && chance(r, 40) ?
+				      &g->bulk[below(r, g->n_bulk)] :
+				      &g->pool[below(r, g->n_pool)];
 	unsigned max, pick = below(r, 100);
 
 	memset(a, 0, 16);
@@ -1035,8 +1133,8 @@ struct opts {
  * loaded fresh?  (Rules are renumbered by removal; the evaluators say what
  * the rule now is.)
  */
-static bool still_mismatches(const struct policy_gen *g, const bool *keep,
-			     const uint8_t *f, size_t n)
+static bool still_mismatches(const struct policy_gen *g,
+			     const struct keep *keep, const uint8_t *f, size_t n)
 {
 	char *text = policy_text(g, keep), err[256];
 	struct sn_dataplane *dp = NULL;
@@ -1095,23 +1193,37 @@ static void report(const struct opts *o, unsigned index,
 		   const uint8_t *f, size_t n, bool ran, uint32_t action,
 		   int64_t rule, const char *why)
 {
-	bool keep[MAX_LINES];
+	struct keep keep;
 	char *text;
 	struct loaded l = { 0 };
 	struct expect e;
 	bool conflict, fresh;
 
-	for (unsigned i = 0; i < g->n_lines; i++)
-		keep[i] = true;
-	fresh = still_mismatches(g, keep, f, n);
+	keep_all(g, &keep);
+	fresh = still_mismatches(g, &keep, f, n);
 	if (fresh) {
 		for (int i = (int)g->n_lines - 1; i >= 0; i--) {
-			keep[i] = false;
-			if (!still_mismatches(g, keep, f, n))
-				keep[i] = true;
+			keep.line[i] = false;
+			if (!still_mismatches(g, &keep, f, n))
+				keep.line[i] = true;
+		}
+		/* The big set: halve it while the mismatch stays. */
+		while (keep.bulk_hi - keep.bulk_lo > 1) {
+			unsigned lo = keep.bulk_lo, hi = keep.bulk_hi;
+			unsigned mid = lo + (hi - lo) / 2;
+
+			keep.bulk_hi = mid;
+			if (still_mismatches(g, &keep, f, n))
+				continue;
+			keep.bulk_lo = mid;
+			keep.bulk_hi = hi;
+			if (still_mismatches(g, &keep, f, n))
+				continue;
+			keep.bulk_lo = lo;
+			break;
 		}
 	}
-	text = policy_text(g, keep);
+	text = policy_text(g, &keep);
 	fprintf(stderr, "\nMISMATCH (%s), policy %u of seed %llu\n", why, index,
 		(unsigned long long)o->seed);
 	if (!fresh && prev_text)
@@ -1153,6 +1265,7 @@ static void report(const struct opts *o, unsigned index,
 
 struct stats {
 	unsigned policies, conflicts, attempts, fresh_loads, in_place;
+	unsigned big, big_max; /* policies with a big set, its largest size */
 	unsigned long frames, ip, allow, block, non_ip, malformed, mismatches;
 	unsigned long vlan, frag, ext, mapped, cut;
 };
@@ -1453,7 +1566,7 @@ int main(int argc, char **argv)
 			}
 			release(&cur);
 			free(text);
-			free(g);
+			gen_free(g);
 			if (rc || o.only >= 0)
 				break;
 			continue;
@@ -1494,6 +1607,9 @@ int main(int argc, char **argv)
 		}
 		if (!rc) {
 			st.policies++;
+			st.big += g->n_bulk > 0;
+			if (g->n_bulk > st.big_max)
+				st.big_max = g->n_bulk;
 			if (!run_frames(&o, i, &r, g, prev_text, dp, &cur, &st))
 				rc = 1;
 		}
@@ -1502,7 +1618,7 @@ int main(int argc, char **argv)
 		memset(&cur, 0, sizeof(cur));
 		free(prev_text);
 		prev_text = text;
-		free(g);
+		gen_free(g);
 		if (rc || o.only >= 0 || st.mismatches >= MAX_REPORTS)
 			break;
 	}
@@ -1512,13 +1628,15 @@ int main(int argc, char **argv)
 	if (rc == SKIP)
 		return SKIP;
 
-	printf("differential: seed %llu, %u policies (%u fresh loads, %u "
-	       "applied in place), %u rejected for conflicts (E010); %lu "
+	printf("differential: seed %llu, %u policies (%u with a big set of up "
+	       "to %u prefixes; %u fresh loads, %u applied in place), %u "
+	       "rejected for conflicts (E010); %lu "
 	       "frames: %lu judged by the policy (%lu allow, %lu block), %lu "
 	       "malformed, %lu non-IP; classes: %lu VLAN, %lu fragment, %lu "
 	       "IPv6 extension chain, %lu v4-mapped, %lu cut; %lu mismatches; "
 	       "%.1f s%s\n",
-	       (unsigned long long)o.seed, st.policies, st.fresh_loads,
+	       (unsigned long long)o.seed, st.policies, st.big, st.big_max,
+	       st.fresh_loads,
 	       st.in_place, st.conflicts, st.frames, st.ip, st.allow, st.block,
 	       st.malformed, st.non_ip, st.vlan, st.frag, st.ext, st.mapped,
 	       st.cut, st.mismatches, now_s() - t0,
