@@ -37,6 +37,7 @@ struct sn_dataplane {
 	struct sentry_xdp *skel;
 	struct sn_constants constants; /* what the program was specialised with */
 	uint32_t cap_v4, cap_v6, cap_decisions, cap_counters;
+	uint32_t cap_limits;
 	int link_fd; /* -1 when not attached */
 	int ifindex;
 	enum sn_attach_mode mode;
@@ -45,11 +46,12 @@ struct sn_dataplane {
 };
 
 /* The maps, in pin order, with the names the pins carry (dataplane.h). */
-#define SN_N_MAPS 11
+#define SN_N_MAPS 14
 static const char *const sn_map_names[SN_N_MAPS] = {
 	"sn_lpm_v4", "sn_lpm_v6", "sn_proto", "sn_ports",
 	"sn_decisions", "sn_counters", "sn_meta",
 	"sn_src4_nodes", "sn_src4_ranges", "sn_src6_nodes", "sn_src6_ranges",
+	"sn_limits", "sn_limit_state", "sn_limit_new",
 };
 
 static struct bpf_map *dp_map(const struct sn_dataplane *dp, int i)
@@ -61,6 +63,8 @@ static struct bpf_map *dp_map(const struct sn_dataplane *dp, int i)
 		dp->skel->maps.sn_meta,
 		dp->skel->maps.sn_src4_nodes, dp->skel->maps.sn_src4_ranges,
 		dp->skel->maps.sn_src6_nodes, dp->skel->maps.sn_src6_ranges,
+		dp->skel->maps.sn_limits, dp->skel->maps.sn_limit_state,
+		dp->skel->maps.sn_limit_new,
 	};
 	return maps[i];
 }
@@ -108,6 +112,64 @@ static void log_reason(const char *log, char *out, size_t outlen)
 	}
 	if (best)
 		snprintf(out, outlen, "%.*s", (int)best_len, best);
+}
+
+/* ---- rate limits: configuration from the image (SPEC.md 2.4) ----------- */
+
+/*
+ * The refill arithmetic of a token bucket of rate_fp tokens/s and
+ * burst_fp tokens (32.32): see struct sn_limit_cfg for why rate_ns_q
+ * and shift are chosen so.  128-bit intermediates here, so the program
+ * never needs them.
+ */
+static void token_math(uint64_t rate_fp, uint64_t burst_fp,
+		       struct sn_limit_cfg *c)
+{
+	const unsigned __int128 ns = SN_NSEC_PER_SEC;
+	unsigned shift = 0;
+	unsigned __int128 fill;
+
+	if (!rate_fp)
+		rate_fp = 1; /* the image reader refuses rate 0 */
+	while (shift < 62 &&
+	       ((unsigned __int128)rate_fp << (shift + 1)) / ns < (1ull << 34))
+		shift++;
+	c->rate_fp = rate_fp;
+	c->burst_fp = burst_fp;
+	c->shift = (uint8_t)shift;
+	c->rate_ns_q = (uint64_t)(((unsigned __int128)rate_fp << shift) / ns);
+	fill = ((unsigned __int128)burst_fp * ns + rate_fp - 1) / rate_fp;
+	c->fill_ns = fill > UINT64_MAX ? UINT64_MAX : fill ? (uint64_t)fill : 1;
+}
+
+/*
+ * This CPU's share of the budget of new buckets (SN_LIMIT_NEW_PER_S per
+ * second, SN_LIMIT_NEW_BURST at once, over all possible CPUs), as rodata
+ * of the program: it never changes while the program runs.
+ */
+static int set_new_state_budget(struct sn_dataplane *dp, char *err,
+				size_t errlen)
+{
+	struct sn_limit_cfg c = { 0 };
+	int ncpu = libbpf_num_possible_cpus();
+	uint64_t burst_fp;
+
+	if (ncpu <= 0) {
+		sn_seterr(err, errlen, "cannot count CPUs: %s",
+			  strerror(ncpu ? -ncpu : EINVAL));
+		return ncpu ? ncpu : -EINVAL;
+	}
+	burst_fp = ((uint64_t)SN_LIMIT_NEW_BURST << 32) / (uint64_t)ncpu;
+	if (burst_fp < SN_TOKEN_ONE)
+		burst_fp = SN_TOKEN_ONE;
+	token_math(((uint64_t)SN_LIMIT_NEW_PER_S << 32) / (uint64_t)ncpu,
+		   burst_fp, &c);
+	dp->skel->rodata->sn_new_rate_fp = c.rate_fp;
+	dp->skel->rodata->sn_new_rate_ns_q = c.rate_ns_q;
+	dp->skel->rodata->sn_new_burst_fp = c.burst_fp;
+	dp->skel->rodata->sn_new_fill_ns = c.fill_ns;
+	dp->skel->rodata->sn_new_shift = c.shift;
+	return 0;
 }
 
 static int check_constants(const struct sn_image *image, char *err,
@@ -178,8 +240,9 @@ int sn_dp_load(const struct sn_image *image, struct sn_dataplane **out,
 			goto fail;
 		}
 	}
+	dp->cap_limits = headroom(sn_image_features(image)->n_limits);
 	if (!dp->cap_v4 || !dp->cap_v6 || !dp->cap_decisions ||
-	    !dp->cap_counters) {
+	    !dp->cap_counters || !dp->cap_limits) {
 		ret = -E2BIG;
 		sn_seterr(err, errlen, "policy image too large for BPF maps");
 		goto fail;
@@ -205,6 +268,7 @@ int sn_dp_load(const struct sn_image *image, struct sn_dataplane **out,
 		dp->cap_decisions, dp->cap_counters, 1,
 		dp->cap_src_nodes[0], dp->cap_src_ranges[0],
 		dp->cap_src_nodes[1], dp->cap_src_ranges[1],
+		dp->cap_limits, SN_CAP_LIMIT_STATE, 1,
 	};
 	for (int i = 0; i < SN_N_MAPS; i++) {
 		ret = bpf_map__set_max_entries(dp_map(dp, i), sizes[i]);
@@ -216,6 +280,9 @@ int sn_dp_load(const struct sn_image *image, struct sn_dataplane **out,
 	}
 	dp->skel->rodata->sn_l4_stride = image->constants.l4_stride;
 	dp->skel->rodata->sn_port_tables = image->constants.port_tables;
+	ret = set_new_state_budget(dp, err, errlen);
+	if (ret)
+		goto fail;
 
 	ret = sentry_xdp__load(dp->skel);
 	if (ret) {
@@ -406,6 +473,67 @@ out:
 }
 
 /*
+ * Write sn_limits from the image's limit rules.  Before the decisions
+ * that name them.  Buckets (sn_limit_state) are keyed by identity and
+ * left alone: a limit kept across an apply keeps its buckets, whatever
+ * its new index, rate or burst.
+ */
+static int apply_limits(struct sn_dataplane *dp, const struct sn_image *image,
+			char *err, size_t errlen)
+{
+	const struct sn_image_features *f = sn_image_features(image);
+	struct sn_limit_cfg *cfg;
+	int ret;
+
+	if (f->n_limits > dp->cap_limits) {
+		sn_seterr(err, errlen, "policy image has %u limit rules, the "
+			  "loaded program %u: it must be reloaded", f->n_limits,
+			  dp->cap_limits);
+		return -E2BIG;
+	}
+	if (image->n_rules < SN_RULE_FIRST + f->n_limits) {
+		sn_seterr(err, errlen, "policy image: rule table lacks the "
+			  "limit rules");
+		return -EINVAL;
+	}
+	cfg = calloc(f->n_limits ? f->n_limits : 1, sizeof(*cfg));
+	if (!cfg) {
+		sn_seterr(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	for (uint32_t i = 0; i < f->n_limits; i++) {
+		const struct sn_image_limit *l = &f->limits[i];
+
+		if (l->key_v4 > 32 || l->key_v6 > 128 || !l->burst ||
+		    !l->rate_fp) {
+			sn_seterr(err, errlen, "policy image: limit %u invalid", i);
+			free(cfg);
+			return -EINVAL;
+		}
+		token_math(l->rate_fp, (uint64_t)l->burst << 32, &cfg[i]);
+		cfg[i].identity = l->identity;
+		cfg[i].block_ns = (uint64_t)l->block_for * SN_NSEC_PER_SEC;
+		cfg[i].rule_id = sn_image_limit_rule(image, f, i);
+		cfg[i].key_v4 = l->key_v4;
+		cfg[i].key_v6 = l->key_v6;
+	}
+	ret = array_write(bpf_map__fd(dp->skel->maps.sn_limits), 0, cfg,
+			  sizeof(*cfg), f->n_limits);
+	if (ret)
+		sn_seterr(err, errlen, "writing sn_limits: %s", strerror(-ret));
+	free(cfg);
+	return ret;
+}
+
+int sn_dp_map_fd(const struct sn_dataplane *dp, const char *name)
+{
+	for (int i = 0; i < SN_N_MAPS; i++)
+		if (!strcmp(sn_map_names[i], name))
+			return bpf_map__fd(dp_map(dp, i));
+	return -ENOENT;
+}
+
+/*
  * The source lookup of one family (SPEC.md 4): the range trie or the LPM
  * trie, as the image chose.  nodes[0] tells the program which one to
  * read, and it is written last, once the structure it points to is
@@ -572,6 +700,9 @@ int sn_dp_apply(struct sn_dataplane *dp, const struct sn_image *image,
 	}
 	ret = apply_ports(bpf_map__fd(dp->skel->maps.sn_ports), image, err,
 			  errlen);
+	if (ret)
+		return ret;
+	ret = apply_limits(dp, image, err, errlen);
 	if (ret)
 		return ret;
 	ret = array_write(bpf_map__fd(dp->skel->maps.sn_decisions), 0,

@@ -6,7 +6,7 @@
  *
  * Pin layout under <pin_root>/<ifname>/ (SPEC.md, "Runtime state"):
  *   link  prog  sn_lpm_v4  sn_lpm_v6  sn_proto  sn_ports  sn_decisions
- *   sn_counters  sn_meta
+ *   sn_counters  sn_meta  sn_limits  sn_limit_state  sn_limit_new
  *   sn_src4_nodes  sn_src4_ranges  sn_src6_nodes  sn_src6_ranges
  * Functions return 0 or a negative errno and never print; err, when given,
  * receives a one-line human explanation.
@@ -50,6 +50,8 @@ int sn_dp_pin(struct sn_dataplane *dp, const char *dir, char *err,
 	      size_t errlen);
 /* Record what is applied in sn_meta (read by sentryctl). */
 int sn_dp_write_meta(struct sn_dataplane *dp, const struct sn_meta *meta);
+/* A map's fd by its pin name (tests, statistics); -ENOENT if unknown. */
+int sn_dp_map_fd(const struct sn_dataplane *dp, const char *name);
 /* The loaded XDP program's fd (BPF_PROG_TEST_RUN in tests). */
 int sn_dp_prog_fd(const struct sn_dataplane *dp);
 /* Sum per-CPU counters of rule ids [0, n) into out[n]. */

@@ -48,8 +48,12 @@
  * 11. Otherwise the decision table decides: ALLOW -> XDP_PASS, BLOCK ->
  *     XDP_DROP, counted at the deciding rule (a real rule, or
  *     SN_RULE_DEFAULT_V4/_V6 when no rule matched).
+ * 11a. An ALLOW whose decision names a limit rule (SPEC.md 2.4) takes a
+ *     token of its bucket first: none left, or the key prefix blocked by
+ *     the limit's `then block for`: XDP_DROP, counted at the limit rule's
+ *     id.  A source the creation budget leaves without a bucket passes.
  * 12. A classification lookup that misses (LPM, sn_proto, sn_ports,
- *     sn_decisions) or an out-of-range value can only be a loader bug (the
+ *     sn_decisions, sn_limits) or an out-of-range value can only be a loader bug (the
  *     compiler always emits ::/0 and 0.0.0.0/0): XDP_ABORTED, which drops
  *     and fires the xdp:xdp_exception tracepoint, uncounted.
  * 13. Defensive bounds no real frame reaches: a header starting more than
@@ -169,6 +173,46 @@ struct {
 	__type(value, struct sn_meta);
 } sn_meta SEC(".maps");
 
+/* ---- rate limits (SPEC.md 2.4): configuration, buckets, creation budget -- */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 64);
+	__type(key, __u32);
+	__type(value, struct sn_limit_cfg);
+} sn_limits SEC(".maps");
+
+/*
+ * The buckets.  LRU so that the map can never be full for an insert;
+ * preallocated (the LRU default) so an insert never allocates in the
+ * packet path.  Which entries an insert may evict is bounded by the
+ * creation budget below.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, SN_CAP_LIMIT_STATE);
+	__type(key, struct sn_limit_key);
+	__type(value, struct sn_limit_state);
+} sn_limit_state SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sn_limit_budget);
+} sn_limit_new SEC(".maps");
+
+/*
+ * This CPU's share of the creation budget (SN_LIMIT_NEW_PER_S and
+ * SN_LIMIT_NEW_BURST divided by the number of possible CPUs), in the
+ * token arithmetic of struct sn_limit_cfg; set by the loader.
+ */
+const volatile __u64 sn_new_rate_fp = 0;
+const volatile __u64 sn_new_rate_ns_q = 0;
+const volatile __u64 sn_new_burst_fp = 0;
+const volatile __u64 sn_new_fill_ns = 1;
+const volatile __u32 sn_new_shift = 0;
+
 #define ETH_P_8021Q_BE bpf_htons(0x8100)
 #define ETH_P_8021AD_BE bpf_htons(0x88a8)
 
@@ -184,6 +228,9 @@ struct {
  * them (native XDP frames are at most a page).
  */
 #define SN_MAX_PKT_OFF 0x7fff
+
+/* One load the compiler may not split, repeat or cache (shared memory). */
+#define READ_ONCE_U64(x) (*(volatile __u64 *)&(x))
 
 /* 802.1Q / 802.1ad tag as it sits after the MAC addresses. */
 struct sn_vlan_hdr {
@@ -210,6 +257,8 @@ struct sn_l3 {
 	__u32 l4_off;    /* offset of the L4 header */
 	__u32 proto;     /* IP protocol / final IPv6 next header */
 	__u32 frag_off;  /* fragment offset, 8-byte units; != 0: non-first */
+	__u32 family;    /* 4 or 6: the rate-limit key */
+	__u8 src[16];    /* source address; IPv4 in the first 4 bytes */
 };
 
 /* A pointer to len bytes at off, or NULL when they are not all there. */
@@ -278,6 +327,155 @@ static __always_inline __u32 l4_min_len(__u32 proto)
  * there are; the cost is one BPF-to-BPF call per stage.
  */
 
+/* ---- rate limits ------------------------------------------------------- */
+
+/*
+ * Tokens (32.32) earned in `elapsed` ns at a rate, capped at the burst;
+ * the arithmetic and why it cannot overflow: struct sn_limit_cfg.
+ */
+static __always_inline __u64 sn_refill(__u64 rate_fp, __u64 rate_ns_q,
+				       __u32 shift, __u64 fill_ns,
+				       __u64 burst_fp, __u64 elapsed)
+{
+	__u64 add = 0, sec;
+
+	if (elapsed >= fill_ns)
+		return burst_fp;
+	if (elapsed >= SN_NSEC_PER_SEC) {
+		sec = elapsed / SN_NSEC_PER_SEC;
+		add = sec * rate_fp;
+		elapsed -= sec * SN_NSEC_PER_SEC;
+	}
+	return add + ((elapsed * rate_ns_q) >> (shift & 63));
+}
+
+/*
+ * May a new bucket be created now?  One token of this CPU's creation
+ * budget (sn_limit_new).  Per-CPU and XDP does not migrate, so plain
+ * arithmetic.  It starts full: last_ns 0 is "long ago".
+ */
+static __always_inline int sn_new_state_ok(__u64 now)
+{
+	struct sn_limit_budget *b;
+	__u32 zero = 0;
+	__u64 t;
+
+	b = bpf_map_lookup_elem(&sn_limit_new, &zero);
+	if (!b)
+		return 0;
+	if (now > b->last_ns) {
+		t = b->tokens + sn_refill(sn_new_rate_fp, sn_new_rate_ns_q,
+					  sn_new_shift, sn_new_fill_ns,
+					  sn_new_burst_fp, now - b->last_ns);
+		b->tokens = t < sn_new_burst_fp ? t : sn_new_burst_fp;
+		b->last_ns = now;
+	}
+	if (b->tokens < SN_TOKEN_ONE) {
+		b->denied++;
+		return 0;
+	}
+	b->tokens -= SN_TOKEN_ONE;
+	return 1;
+}
+
+#define SN_LIMIT_PASS 0
+#define SN_LIMIT_ABORT (-1)
+
+/*
+ * The token bucket of limit `idx` for this packet's source (SPEC.md 2.4).
+ * Returns SN_LIMIT_PASS, the rule id to count a drop at, or
+ * SN_LIMIT_ABORT (no such limit: a loader bug).
+ *
+ * Several CPUs update one bucket without a lock (an LRU hash value cannot
+ * hold a bpf_spin_lock):
+ *  - refill: each interval [last_ns, now) is claimed by exactly one CPU
+ *    with a compare-and-swap of last_ns, so no time is credited twice;
+ *    the claimant adds its tokens with an atomic add and takes back what
+ *    exceeds the burst (computed from the value its add returned, so
+ *    consumers racing with it are not undone).  Two claimants racing on
+ *    a full bucket can each take back the whole excess: the bucket ends
+ *    below full by at most one refill interval - never above.
+ *  - consume: an atomic subtract of one token; a CPU that finds it took
+ *    the last token twice (the value it saw was < 1) gives it back and
+ *    drops.  A packet that reads an empty bucket drops without an atomic
+ *    operation, which keeps a flood cheap.
+ *  - creation: two CPUs inserting the same new key at once both pass
+ *    their packet (BPF_NOEXIST lets one insert win): at most one extra
+ *    packet per CPU.
+ * So a bucket never passes more than rate * t + burst + (CPUs - 1)
+ * packets in t; the kernel test measures it.
+ */
+__noinline int sn_limit(const struct sn_l3 *l3, __u32 idx)
+{
+	struct sn_limit_key key = {};
+	struct sn_limit_state *st;
+	struct sn_limit_cfg *c;
+	__u64 now, last, add, old, cap;
+	__u32 len, i;
+
+	if (!l3)
+		return SN_LIMIT_ABORT;
+	c = bpf_map_lookup_elem(&sn_limits, &idx);
+	if (!c)
+		return SN_LIMIT_ABORT;
+
+	/* The key: identity and the source masked to the key prefix. */
+	key.identity = c->identity;
+	key.family = l3->family == 6 ? 6 : 4;
+	len = key.family == 6 ? c->key_v6 : c->key_v4;
+	if (len > (key.family == 6 ? 128u : 32u))
+		return SN_LIMIT_ABORT;
+	key.len = len;
+	/* A mask per byte, constant indexes: the verifier sees every access. */
+	for (i = 0; i < 16; i++) {
+		int bits = (int)len - 8 * (int)i;
+		__u8 m = bits >= 8 ? 0xff : bits <= 0 ? 0 : (__u8)(0xff00 >> bits);
+
+		key.addr[i] = l3->src[i] & m;
+	}
+
+	now = bpf_ktime_get_ns();
+	st = bpf_map_lookup_elem(&sn_limit_state, &key);
+	if (!st) {
+		struct sn_limit_state fresh = {
+			.tokens = c->burst_fp - SN_TOKEN_ONE,
+			.last_ns = now,
+		};
+
+		/*
+		 * Out of creation budget: judged without state.  The packet
+		 * passes, as it would with a new (full) bucket; the source is
+		 * limited from its first packet that finds budget.
+		 */
+		if (sn_new_state_ok(now))
+			bpf_map_update_elem(&sn_limit_state, &key, &fresh,
+					    BPF_NOEXIST);
+		return SN_LIMIT_PASS;
+	}
+	if (READ_ONCE_U64(st->blocked_until) > now)
+		return c->rule_id;
+
+	last = READ_ONCE_U64(st->last_ns);
+	if (now > last &&
+	    __sync_val_compare_and_swap(&st->last_ns, last, now) == last) {
+		add = sn_refill(c->rate_fp, c->rate_ns_q, c->shift, c->fill_ns,
+				c->burst_fp, now - last);
+		old = __sync_fetch_and_add(&st->tokens, add);
+		cap = c->burst_fp;
+		if ((__s64)(old + add) > (__s64)cap)
+			__sync_fetch_and_add(&st->tokens, cap - (old + add));
+	}
+	if ((__s64)READ_ONCE_U64(st->tokens) >= (__s64)SN_TOKEN_ONE) {
+		old = __sync_fetch_and_add(&st->tokens, -SN_TOKEN_ONE);
+		if ((__s64)old >= (__s64)SN_TOKEN_ONE)
+			return SN_LIMIT_PASS;
+		__sync_fetch_and_add(&st->tokens, SN_TOKEN_ONE);
+	}
+	if (c->block_ns)
+		st->blocked_until = now + c->block_ns;
+	return c->rule_id;
+}
+
 /*
  * Everything after L3 parsing: L4 header checks, L4 class, decision,
  * counter, verdict.
@@ -335,6 +533,16 @@ __noinline int sn_decide(struct xdp_md *ctx, const struct sn_l3 *l3)
 		return XDP_ABORTED;
 	switch (d->verdict) {
 	case SN_VERDICT_ALLOW:
+		if (d->limit) {
+			int lim = sn_limit(l3, d->limit - 1u);
+
+			if (lim == SN_LIMIT_ABORT)
+				return XDP_ABORTED;
+			if (lim != SN_LIMIT_PASS) {
+				count((__u32)lim, ctx);
+				return XDP_DROP;
+			}
+		}
 		count(d->rule_id, ctx);
 		return XDP_PASS;
 	case SN_VERDICT_BLOCK:
@@ -483,6 +691,8 @@ __noinline int sn_ipv4(struct xdp_md *ctx, __u32 off)
 		return malformed(ctx);
 
 	__builtin_memcpy(key.addr, &iph->saddr, sizeof(key.addr));
+	__builtin_memcpy(l3.src, &iph->saddr, 4);
+	l3.family = 4;
 	l3.frag_off = bpf_ntohs(iph->frag_off) & IP_OFFSET_MASK;
 	l3.proto = iph->protocol;
 	l3.l4_off = off + hlen;
@@ -529,6 +739,8 @@ __noinline int sn_ipv6(struct xdp_md *ctx, __u32 off)
 	if (!ip6 || ip6->version != 6 || is_v4_mapped(ip6))
 		return malformed(ctx);
 	__builtin_memcpy(key.addr, &ip6->saddr, sizeof(key.addr));
+	__builtin_memcpy(l3.src, &ip6->saddr, 16);
+	l3.family = 6;
 	nexthdr = ip6->nexthdr;
 	off += sizeof(*ip6);
 
