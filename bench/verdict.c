@@ -5,6 +5,7 @@
  *   build/bench/verdict [--data DIR] [--work DIR] [--obj PATH]
  *                       [--packets N] [--passes P] [--sizes LIST]
  *                       [--family 4|6|both] [--xdp-filter PATH|none]
+ *                       [--srcmap auto|lpm|range]
  *
  * Programs, measured side by side in one run on the same packets:
  *   empty       XDP_PASS only: the timing floor of BPF_PROG_TEST_RUN;
@@ -15,7 +16,8 @@
  *               holding the policy's prefixes;
  *   sentry      our program (bpf/templates/sentry_xdp.bpf.c), loaded and
  *               populated through sn_dp_load/sn_dp_apply exactly as sentryd
- *               does, for the image sentry-compile builds from the policy;
+ *               does, for the image sentry-compile builds from the policy
+ *               (--srcmap forces the source lookup structure, SPEC 4.2);
  *   xdp-filter  Debian xdp-tools' xdpfilt_dny_ip.o with its source-address
  *               maps holding the policy's prefixes as exact addresses
  *               (xdp-filter has no CIDRs: only an address that equals a
@@ -68,6 +70,7 @@
 #include "compiler/compile.h"
 #include "compiler/eval.h"
 #include "compiler/image.h"
+#include "compiler/srcmap.h"
 #include "runtime/dataplane.h"
 #include "tests/kernel/pkt.h"
 
@@ -86,6 +89,7 @@ struct opts {
 	size_t packets;
 	int passes;
 	int families; /* bit 0: v4, bit 1: v6 */
+	int srcmap;   /* enum sn_srcmap_kind: the structure sentry loads */
 };
 
 static void die(const char *f, ...) __attribute__((format(printf, 1, 2), noreturn));
@@ -570,6 +574,9 @@ static void bench_one(const struct opts *o, int af, size_t n, struct row *r)
 		sn_diags_render_text(stderr, &ctx.diags, &ctx.sources);
 		die("compiling %s failed", path);
 	}
+	if (o->srcmap != SN_SRCMAP_AUTO &&
+	    sn_srcmap_build(&ctx.arena, img, (enum sn_srcmap_kind)o->srcmap))
+		die("rebuilding the source lookup");
 	if (sn_dp_load(img, &dp, err, sizeof(err)))
 		die("sn_dp_load: %s", err);
 	t0 = now_ms();
@@ -643,7 +650,8 @@ static size_t parse_size(const char *s)
 static void print_table(const struct row *rows, size_t n_rows)
 {
 	printf("\nns per packet (mean over distinct frames, repeat=1 each); "
-	       "ratios: x base = / baseline, x @10 = / sentry at 10 prefixes\n\n");
+	       "ratios: x base = / baseline of the row, x @10 = (sentry / base) "
+	       "/ (sentry / base at 10 prefixes)\n\n");
 	printf("%-4s %8s %7s | %6s %6s | %8s %6s %6s | %8s %6s | %8s %6s | %9s %6s | %9s %6s | %6s\n",
 	       "fam", "prefixes", "classes", "empty", "base", "sentry", "x base",
 	       "x @10", "lpm", "x base", "xdpfilt", "x base", "sentry B", "B/pfx",
@@ -652,15 +660,20 @@ static void print_table(const struct row *rows, size_t n_rows)
 		const struct row *r = &rows[i];
 		double at10 = -1;
 
+		/*
+		 * Against sentry at 10 prefixes, each row normalised by its
+		 * own baseline first: rows run minutes apart on a shared
+		 * machine, and the baseline moves with the machine.
+		 */
 		for (size_t j = 0; j < n_rows; j++)
 			if (rows[j].af == r->af && rows[j].n <= 10)
-				at10 = rows[j].ns[P_SENTRY];
+				at10 = rows[j].ns[P_SENTRY] / rows[j].ns[P_BASE];
 		printf("v%-3d %8zu %7u | %6.1f %6.1f | %8.1f %6.2f ",
 		       r->af == AF_INET ? 4 : 6, r->n, r->classes,
 		       r->ns[P_EMPTY], r->ns[P_BASE], r->ns[P_SENTRY],
 		       r->ns[P_SENTRY] / r->ns[P_BASE]);
 		if (at10 > 0)
-			printf("%6.2f | ", r->ns[P_SENTRY] / at10);
+			printf("%6.2f | ", r->ns[P_SENTRY] / r->ns[P_BASE] / at10);
 		else
 			printf("%6s | ", "-");
 		printf("%8.1f %6.2f | ", r->ns[P_LPM], r->ns[P_LPM] / r->ns[P_BASE]);
@@ -724,6 +737,10 @@ int main(int argc, char **argv)
 			o.packets = parse_size(v);
 		else if (!strcmp(a, "--passes"))
 			o.passes = atoi(v);
+		else if (!strcmp(a, "--srcmap"))
+			o.srcmap = !strcmp(v, "lpm") ? SN_SRCMAP_LPM :
+				   !strcmp(v, "range") ? SN_SRCMAP_RANGE :
+							 SN_SRCMAP_AUTO;
 		else if (!strcmp(a, "--family"))
 			o.families = !strcmp(v, "4") ? 1 : !strcmp(v, "6") ? 2 : 3;
 		else

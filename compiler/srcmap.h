@@ -31,6 +31,9 @@ enum sn_srcmap_kind {
 	SN_SRCMAP_RANGE,    /* the range trie */
 };
 
+/* AUTO takes the LPM trie for IPv6 below this many class prefixes. */
+#define SN_SRCMAP_V6_LPM_BELOW 32
+
 /*
  * (Re)build img->src_v4 and img->src_v6 from img->v4/v6 with the given
  * kind for both families.  AUTO is what sn_image_build uses; tests force

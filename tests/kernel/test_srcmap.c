@@ -312,8 +312,10 @@ static int one_policy(int round, size_t n_v4, size_t n_v6)
 		goto out;
 	}
 	CHECK(sn_srcmap_kind_of(&img->src_v4) == SN_SRCMAP_RANGE &&
-		      sn_srcmap_kind_of(&img->src_v6) == SN_SRCMAP_RANGE,
-	      "round %d: the compiler's choice is the range trie", round);
+		      sn_srcmap_kind_of(&img->src_v6) ==
+			      (img->n_v6 < SN_SRCMAP_V6_LPM_BELOW ? SN_SRCMAP_LPM :
+								     SN_SRCMAP_RANGE),
+	      "round %d: the compiler's choice (SPEC 4.2)", round);
 
 	static const enum sn_srcmap_kind kinds[] = { SN_SRCMAP_LPM, SN_SRCMAP_RANGE };
 
