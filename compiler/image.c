@@ -379,7 +379,9 @@ static void srcmap_to_file(uint8_t *buf, const struct file_section *sec,
 		const struct file_section *sn = &sec[SEC_SRC_NODES_V4 - 1 + f];
 		const struct file_section *sr = &sec[SEC_SRC_RANGES_V4 - 1 + f];
 
-		memcpy(buf + sn->offset, m->nodes, m->n_nodes * sizeof(*m->nodes));
+		if (m->n_nodes) /* an LPM family has no nodes (NULL) */
+			memcpy(buf + sn->offset, m->nodes,
+			       m->n_nodes * sizeof(*m->nodes));
 		for (uint32_t i = 0; i < m->n_ranges; i++) {
 			struct file_src_range_v6 r = { m->ranges[i].class_id, { 0 } };
 
