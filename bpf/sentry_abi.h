@@ -105,7 +105,7 @@ struct sn_proto_entry {
  * rule decides and what it says.
  */
 struct sn_decision {
-	sn_u32 rule_id;
+	sn_u32 rule_id; /* image: rule id; sn_decisions: its counter slot */
 	sn_u8 verdict; /* enum sn_verdict */
 	sn_u8 flags;   /* reserved for the SYN stage, 0 today */
 	sn_u16 limit;  /* 0: none; else 1 + index into sn_limits (ALLOW only) */
@@ -236,11 +236,42 @@ struct sn_src_range_v6 {
 	sn_u32 pad;
 };
 
-/* sn_counters value (per-CPU), indexed by rule id. */
+/*
+ * sn_counters value (per-CPU), indexed by counter slot: the decision's
+ * rule_id (and sn_limit_cfg.rule_id) as the maps hold them is the slot of
+ * the rule, not its id in the image.  Slots 0-3 are the pseudo-rules;
+ * every other rule keeps its slot across reloads for as long as its
+ * identity (its canonical text) stays in the policy (SPEC.md 6.2), so
+ * its counter survives lines moving.  sn_slots says which rule holds
+ * each slot.
+ */
 struct sn_counter {
 	sn_u64 packets;
 	sn_u64 bytes;
 };
+
+/* sn_slots value, indexed by counter slot; read by userspace only. */
+struct sn_slot {
+	sn_u64 identity; /* FNV-1a of "tier verdict text" (pseudo-rules: id) */
+	sn_u32 rule_id;  /* id of the holder in the applied image */
+	sn_u32 flags;    /* SN_SLOT_USED */
+};
+#define SN_SLOT_USED 1u
+
+/*
+ * Generations (SPEC.md 4.3).  Every classification map holds two complete
+ * copies of the policy, generation 0 in entries [0, cap) and generation 1
+ * in [cap, 2 cap) (cap: the program's sn_cap_* constant for that map), or
+ * for the LPM tries one map per generation.  sn_gen[0] & 1 is the active
+ * generation; the program reads it once per packet, before any lookup,
+ * and uses that generation for every lookup of the packet.  A reload
+ * writes the standby generation, flips sn_gen, waits for an RCU grace
+ * period and then brings the old generation level.
+ */
+#define SN_GENS 2u
+/* Version of the pinned-state layout (the maps, sn_meta): a daemon adopts
+ * pinned state of its own version only. */
+#define SN_STATE_VERSION 1u
 
 enum sn_attach_mode {
 	SN_ATTACH_NATIVE = 1,
@@ -259,6 +290,13 @@ struct sn_meta {
 	sn_u64 applied_at_ns; /* CLOCK_REALTIME of the last apply */
 	sn_u8 checksum[32];   /* SHA-256 of the applied policy image */
 	char ifname[16];
+	/* Since the generations (0 in state written before them). */
+	sn_u32 state_version; /* SN_STATE_VERSION */
+	sn_u32 l4_stride;     /* generated constants of the program */
+	sn_u32 port_tables;
+	sn_u32 active_gen;    /* copy of sn_gen[0] after the last flip */
+	sn_u64 reloads;       /* applies since the state was created */
+	sn_u8 prog_tag[8];    /* SHA-256 prefix of the BPF object loaded */
 };
 
 #define SN_ASSERT_SIZE(type, size) \
@@ -268,7 +306,8 @@ SN_ASSERT_SIZE(struct sn_lpm_v6_key, 20);
 SN_ASSERT_SIZE(struct sn_proto_entry, 8);
 SN_ASSERT_SIZE(struct sn_decision, 8);
 SN_ASSERT_SIZE(struct sn_counter, 16);
-SN_ASSERT_SIZE(struct sn_meta, 72);
+SN_ASSERT_SIZE(struct sn_meta, 104);
+SN_ASSERT_SIZE(struct sn_slot, 16);
 SN_ASSERT_SIZE(struct sn_limit_cfg, 56);
 SN_ASSERT_SIZE(struct sn_limit_key, 32);
 SN_ASSERT_SIZE(struct sn_limit_state, 24);

@@ -1,7 +1,9 @@
 /*
  * The XDP data plane from userspace (dataplane.h): load the one BPF object
- * specialised for an image, populate its maps, attach it with a bpf_link,
- * pin it, read it back, and tear pinned state down without the daemon.
+ * specialised for an image, apply images to its maps atomically with two
+ * generations, attach it with a bpf_link, pin it, replace the program on
+ * the same maps, adopt pinned state, and tear pinned state down without
+ * the daemon.
  *
  * Library rules: no globals, nothing printed, every failure is a negative
  * errno plus a one-line reason in err.  libbpf itself may still log through
@@ -16,57 +18,97 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <openssl/evp.h>
 
 #include "dataplane.h"
 #include "errmsg.h"
 #include "sentry_xdp.skel.h"
 
-/* Fixed sizes of the tables the image does not size. */
-#define SN_PROTO_ENTRIES 256u
-#define SN_PORT_ENTRIES (SN_PORT_TABLES * SN_PORTS_PER_TABLE)
-/* Headroom: an image may grow to twice its size before a reload resizes. */
-#define SN_MIN_ENTRIES 64u
 /* Enough for the failing part of a verifier log; the rest is truncated. */
 #define SN_LOG_BUF_SIZE (1u << 20)
+/* Entries per batch syscall (bounds the key/value buffers). */
+#define SN_BATCH 65536u
+
+enum map_id {
+	M_LPM4_0, M_LPM4_1, M_LPM6_0, M_LPM6_1,
+	M_PROTO, M_PORTS, M_DEC, M_COUNTERS, M_META,
+	M_SRC4_NODES, M_SRC4_RANGES, M_SRC6_NODES, M_SRC6_RANGES,
+	M_LIMITS, M_LIMIT_STATE, M_LIMIT_NEW, M_GEN, M_SLOTS,
+	N_MAPS
+};
+
+/* Pin names (also the maps' kernel names). */
+static const char *const map_names[N_MAPS] = {
+	"sn_lpm4_g0", "sn_lpm4_g1", "sn_lpm6_g0", "sn_lpm6_g1",
+	"sn_proto", "sn_ports", "sn_decisions", "sn_counters", "sn_meta",
+	"sn_src4_nodes", "sn_src4_ranges", "sn_src6_nodes", "sn_src6_ranges",
+	"sn_limits", "sn_limit_state", "sn_limit_new", "sn_gen", "sn_slots",
+};
+
+/* The population array a map holds, or -1. */
+static const int pa_of[N_MAPS] = {
+	[M_LPM4_0] = -1, [M_LPM4_1] = -1, [M_LPM6_0] = -1, [M_LPM6_1] = -1,
+	[M_PROTO] = SN_PA_PROTO, [M_PORTS] = SN_PA_PORTS,
+	[M_DEC] = SN_PA_DECISIONS, [M_COUNTERS] = -1, [M_META] = -1,
+	[M_SRC4_NODES] = SN_PA_NODES4, [M_SRC4_RANGES] = SN_PA_RANGES4,
+	[M_SRC6_NODES] = SN_PA_NODES6, [M_SRC6_RANGES] = SN_PA_RANGES6,
+	[M_LIMITS] = SN_PA_LIMITS, [M_LIMIT_STATE] = -1, [M_LIMIT_NEW] = -1,
+	[M_GEN] = -1, [M_SLOTS] = -1,
+};
+
+/* The map holding a population array. */
+static const int map_of_pa[SN_PA_N] = {
+	[SN_PA_PROTO] = M_PROTO, [SN_PA_PORTS] = M_PORTS,
+	[SN_PA_DECISIONS] = M_DEC, [SN_PA_LIMITS] = M_LIMITS,
+	[SN_PA_NODES4] = M_SRC4_NODES, [SN_PA_RANGES4] = M_SRC4_RANGES,
+	[SN_PA_NODES6] = M_SRC6_NODES, [SN_PA_RANGES6] = M_SRC6_RANGES,
+};
+
+/* Legacy pin names (state of the layout before generations). */
+static const char *const legacy_names[] = { "sn_lpm_v4", "sn_lpm_v6" };
+
+/* A loaded program and its maps (fds owned). */
+struct progset {
+	int prog_fd;
+	int fd[N_MAPS];
+};
 
 struct sn_dataplane {
-	struct sentry_xdp *skel;
-	struct sn_constants constants; /* what the program was specialised with */
-	uint32_t cap_v4, cap_v6, cap_decisions, cap_counters;
-	uint32_t cap_limits;
+	struct progset ps;
 	int link_fd; /* -1 when not attached */
 	int ifindex;
 	enum sn_attach_mode mode;
-	/* Range tries (SPEC.md 4), [0] IPv4, [1] IPv6. */
-	uint32_t cap_src_nodes[2], cap_src_ranges[2];
+	uint32_t gen; /* the active generation */
+	int sync_outer, sync_inner; /* grace periods (dp_sync) */
+	struct sn_pop pop;
+	struct sn_meta meta;
+	uint8_t tag[8]; /* this build's program */
+	bool need_replace;  /* the loaded program is not this build's */
+	bool stale_standby; /* a level failed: rewrite the standby first */
+	bool pinned;
+	char pin_dir[PATH_MAX];
+	struct sn_dp_stats stats;
 };
 
-/* The maps, in pin order, with the names the pins carry (dataplane.h). */
-#define SN_N_MAPS 14
-static const char *const sn_map_names[SN_N_MAPS] = {
-	"sn_lpm_v4", "sn_lpm_v6", "sn_proto", "sn_ports",
-	"sn_decisions", "sn_counters", "sn_meta",
-	"sn_src4_nodes", "sn_src4_ranges", "sn_src6_nodes", "sn_src6_ranges",
-	"sn_limits", "sn_limit_state", "sn_limit_new",
-};
-
-static struct bpf_map *dp_map(const struct sn_dataplane *dp, int i)
+static double now_ms(void)
 {
-	struct bpf_map *maps[SN_N_MAPS] = {
-		dp->skel->maps.sn_lpm_v4,    dp->skel->maps.sn_lpm_v6,
-		dp->skel->maps.sn_proto,     dp->skel->maps.sn_ports,
-		dp->skel->maps.sn_decisions, dp->skel->maps.sn_counters,
-		dp->skel->maps.sn_meta,
-		dp->skel->maps.sn_src4_nodes, dp->skel->maps.sn_src4_ranges,
-		dp->skel->maps.sn_src6_nodes, dp->skel->maps.sn_src6_ranges,
-		dp->skel->maps.sn_limits, dp->skel->maps.sn_limit_state,
-		dp->skel->maps.sn_limit_new,
-	};
-	return maps[i];
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static uint64_t realtime_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
 /* dir/name into buf; -ENAMETOOLONG when it does not fit. */
@@ -77,14 +119,21 @@ static int join(char *buf, size_t len, const char *dir, const char *name)
 	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
 }
 
-/* max(2n, SN_MIN_ENTRIES), or 0 when that does not fit a u32. */
-static uint32_t headroom(uint64_t n)
+static void progset_init(struct progset *ps)
 {
-	uint64_t cap = 2 * n;
+	ps->prog_fd = -1;
+	for (int i = 0; i < N_MAPS; i++)
+		ps->fd[i] = -1;
+}
 
-	if (cap < SN_MIN_ENTRIES)
-		cap = SN_MIN_ENTRIES;
-	return cap > UINT32_MAX ? 0 : (uint32_t)cap;
+static void progset_close(struct progset *ps)
+{
+	if (ps->prog_fd >= 0)
+		close(ps->prog_fd);
+	for (int i = 0; i < N_MAPS; i++)
+		if (ps->fd[i] >= 0)
+			close(ps->fd[i]);
+	progset_init(ps);
 }
 
 /*
@@ -114,32 +163,55 @@ static void log_reason(const char *log, char *out, size_t outlen)
 		snprintf(out, outlen, "%.*s", (int)best_len, best);
 }
 
-/* ---- rate limits: configuration from the image (SPEC.md 2.4) ----------- */
-
-/*
- * The refill arithmetic of a token bucket of rate_fp tokens/s and
- * burst_fp tokens (32.32): see struct sn_limit_cfg for why rate_ns_q
- * and shift are chosen so.  128-bit intermediates here, so the program
- * never needs them.
- */
-static void token_math(uint64_t rate_fp, uint64_t burst_fp,
-		       struct sn_limit_cfg *c)
+/* SHA-256 prefix of the BPF object this build loads. */
+static void prog_tag(uint8_t out[8])
 {
-	const unsigned __int128 ns = SN_NSEC_PER_SEC;
-	unsigned shift = 0;
-	unsigned __int128 fill;
+	unsigned char md[32];
+	unsigned int n = 0;
+	size_t sz = 0;
+	const void *elf = sentry_xdp__elf_bytes(&sz);
 
-	if (!rate_fp)
-		rate_fp = 1; /* the image reader refuses rate 0 */
-	while (shift < 62 &&
-	       ((unsigned __int128)rate_fp << (shift + 1)) / ns < (1ull << 34))
-		shift++;
-	c->rate_fp = rate_fp;
-	c->burst_fp = burst_fp;
-	c->shift = (uint8_t)shift;
-	c->rate_ns_q = (uint64_t)(((unsigned __int128)rate_fp << shift) / ns);
-	fill = ((unsigned __int128)burst_fp * ns + rate_fp - 1) / rate_fp;
-	c->fill_ns = fill > UINT64_MAX ? UINT64_MAX : fill ? (uint64_t)fill : 1;
+	memset(out, 0, 8);
+	if (EVP_Digest(elf, sz, md, &n, EVP_sha256(), NULL) && n == 32)
+		memcpy(out, md, 8);
+}
+
+static struct bpf_map *skel_map(struct sentry_xdp *s, int i)
+{
+	struct bpf_map *maps[N_MAPS] = {
+		s->maps.sn_lpm4_g0, s->maps.sn_lpm4_g1, s->maps.sn_lpm6_g0,
+		s->maps.sn_lpm6_g1, s->maps.sn_proto, s->maps.sn_ports,
+		s->maps.sn_decisions, s->maps.sn_counters, s->maps.sn_meta,
+		s->maps.sn_src4_nodes, s->maps.sn_src4_ranges,
+		s->maps.sn_src6_nodes, s->maps.sn_src6_ranges,
+		s->maps.sn_limits, s->maps.sn_limit_state, s->maps.sn_limit_new,
+		s->maps.sn_gen, s->maps.sn_slots,
+	};
+	return maps[i];
+}
+
+/* max_entries of map i for a geometry. */
+static uint32_t map_size(int i, const struct sn_pop_geom *g)
+{
+	switch (i) {
+	case M_LPM4_0:
+	case M_LPM4_1:
+		return g->cap_lpm[0];
+	case M_LPM6_0:
+	case M_LPM6_1:
+		return g->cap_lpm[1];
+	case M_COUNTERS:
+	case M_SLOTS:
+		return g->cap_slots;
+	case M_META:
+	case M_LIMIT_NEW:
+	case M_GEN:
+		return 1;
+	case M_LIMIT_STATE:
+		return SN_CAP_LIMIT_STATE;
+	default:
+		return SN_GENS * g->cap[pa_of[i]];
+	}
 }
 
 /*
@@ -147,576 +219,773 @@ static void token_math(uint64_t rate_fp, uint64_t burst_fp,
  * second, SN_LIMIT_NEW_BURST at once, over all possible CPUs), as rodata
  * of the program: it never changes while the program runs.
  */
-static int set_new_state_budget(struct sn_dataplane *dp, char *err,
+static int set_new_state_budget(struct sentry_xdp *skel, char *err,
 				size_t errlen)
 {
 	struct sn_limit_cfg c = { 0 };
 	int ncpu = libbpf_num_possible_cpus();
 	uint64_t burst_fp;
 
-	if (ncpu <= 0) {
-		sn_seterr(err, errlen, "cannot count CPUs: %s",
-			  strerror(ncpu ? -ncpu : EINVAL));
-		return ncpu ? ncpu : -EINVAL;
-	}
+	if (ncpu <= 0)
+		return sn_fail(err, errlen, ncpu ? ncpu : -EINVAL,
+			       "cannot count CPUs: %s",
+			       strerror(ncpu ? -ncpu : EINVAL));
 	burst_fp = ((uint64_t)SN_LIMIT_NEW_BURST << 32) / (uint64_t)ncpu;
 	if (burst_fp < SN_TOKEN_ONE)
 		burst_fp = SN_TOKEN_ONE;
-	token_math(((uint64_t)SN_LIMIT_NEW_PER_S << 32) / (uint64_t)ncpu,
-		   burst_fp, &c);
-	dp->skel->rodata->sn_new_rate_fp = c.rate_fp;
-	dp->skel->rodata->sn_new_rate_ns_q = c.rate_ns_q;
-	dp->skel->rodata->sn_new_burst_fp = c.burst_fp;
-	dp->skel->rodata->sn_new_fill_ns = c.fill_ns;
-	dp->skel->rodata->sn_new_shift = c.shift;
+	sn_token_math(((uint64_t)SN_LIMIT_NEW_PER_S << 32) / (uint64_t)ncpu,
+		      burst_fp, &c);
+	skel->rodata->sn_new_rate_fp = c.rate_fp;
+	skel->rodata->sn_new_rate_ns_q = c.rate_ns_q;
+	skel->rodata->sn_new_burst_fp = c.burst_fp;
+	skel->rodata->sn_new_fill_ns = c.fill_ns;
+	skel->rodata->sn_new_shift = c.shift;
 	return 0;
 }
 
-static int check_constants(const struct sn_image *image, char *err,
-			   size_t errlen)
-{
-	const struct sn_constants *c = &image->constants;
-	uint32_t valid_tables = ((1u << (SN_PORT_TABLES + 1)) - 1) & ~1u;
-
-	if (c->abi_version != SN_ABI_VERSION) {
-		sn_seterr(err, errlen,
-		       "policy image has ABI version %u, this data plane %u",
-		       c->abi_version, SN_ABI_VERSION);
-		return -EPROTO;
-	}
-	if (!c->l4_stride || c->l4_stride < image->n_l4) {
-		sn_seterr(err, errlen, "policy image: l4_stride %u < %u L4 classes",
-		       c->l4_stride, image->n_l4);
-		return -EINVAL;
-	}
-	if (c->port_tables & ~valid_tables) {
-		sn_seterr(err, errlen, "policy image: unknown port tables 0x%x",
-		       c->port_tables);
-		return -EINVAL;
-	}
-	if (!image->n_classes) {
-		sn_seterr(err, errlen, "policy image has no source class");
-		return -EINVAL;
-	}
-	return 0;
-}
-
-int sn_dp_load(const struct sn_image *image, struct sn_dataplane **out,
-	       char *err, size_t errlen)
+/*
+ * Load the program for a geometry; maps with reuse[i] >= 0 are those maps
+ * (same size), the others new.  The fds in out are our own.
+ */
+static int create_program(const struct sn_pop_geom *g, const int reuse[N_MAPS],
+			  struct progset *out, char *err, size_t errlen)
 {
 	LIBBPF_OPTS(bpf_object_open_opts, oopts);
-	struct sn_dataplane *dp;
-	char *log = NULL;
+	struct sentry_xdp *skel = NULL;
+	char *log = malloc(SN_LOG_BUF_SIZE);
 	int ret;
 
-	*out = NULL;
-	ret = check_constants(image, err, errlen);
-	if (ret)
-		return ret;
-
-	dp = calloc(1, sizeof(*dp));
-	log = malloc(SN_LOG_BUF_SIZE);
-	if (!dp || !log) {
-		ret = -ENOMEM;
-		sn_seterr(err, errlen, "out of memory");
-		goto fail;
-	}
+	progset_init(out);
+	if (!log)
+		return sn_fail(err, errlen, -ENOMEM, "out of memory");
 	log[0] = '\0';
-	dp->link_fd = -1;
-	dp->constants = image->constants;
-	dp->cap_v4 = headroom(image->n_v4);
-	dp->cap_v6 = headroom(image->n_v6);
-	dp->cap_decisions =
-		headroom((uint64_t)image->n_classes * image->constants.l4_stride);
-	dp->cap_counters = headroom(image->n_rules);
-	for (int f = 0; f < 2; f++) {
-		const struct sn_srcmap *m = f ? &image->src_v6 : &image->src_v4;
-
-		dp->cap_src_nodes[f] = headroom(m->n_nodes);
-		dp->cap_src_ranges[f] = headroom(m->n_ranges);
-		if (!dp->cap_src_nodes[f] || !dp->cap_src_ranges[f]) {
-			ret = -E2BIG;
-			sn_seterr(err, errlen, "policy image too large for BPF maps");
-			goto fail;
-		}
-	}
-	dp->cap_limits = headroom(sn_image_features(image)->n_limits);
-	if (!dp->cap_v4 || !dp->cap_v6 || !dp->cap_decisions ||
-	    !dp->cap_counters || !dp->cap_limits) {
-		ret = -E2BIG;
-		sn_seterr(err, errlen, "policy image too large for BPF maps");
-		goto fail;
-	}
-
 	/*
 	 * Our own log buffer: libbpf then leaves the verifier log to us
 	 * instead of printing it, and we can quote the reason in err.
 	 */
 	oopts.kernel_log_buf = log;
 	oopts.kernel_log_size = SN_LOG_BUF_SIZE;
-	dp->skel = sentry_xdp__open_opts(&oopts);
-	if (!dp->skel) {
+	skel = sentry_xdp__open_opts(&oopts);
+	if (!skel) {
 		ret = -errno;
 		sn_seterr(err, errlen, "cannot open the XDP object: %s",
-		       strerror(-ret));
-		goto fail;
+			  strerror(-ret));
+		goto out;
 	}
+	for (int i = 0; i < N_MAPS; i++) {
+		struct bpf_map *m = skel_map(skel, i);
 
-	/* In sn_map_names order. */
-	const uint32_t sizes[SN_N_MAPS] = {
-		dp->cap_v4, dp->cap_v6, SN_PROTO_ENTRIES, SN_PORT_ENTRIES,
-		dp->cap_decisions, dp->cap_counters, 1,
-		dp->cap_src_nodes[0], dp->cap_src_ranges[0],
-		dp->cap_src_nodes[1], dp->cap_src_ranges[1],
-		dp->cap_limits, SN_CAP_LIMIT_STATE, 1,
-	};
-	for (int i = 0; i < SN_N_MAPS; i++) {
-		ret = bpf_map__set_max_entries(dp_map(dp, i), sizes[i]);
+		ret = reuse && reuse[i] >= 0 ? bpf_map__reuse_fd(m, reuse[i]) :
+					       bpf_map__set_max_entries(m, map_size(i, g));
 		if (ret) {
-			sn_seterr(err, errlen, "sizing map %s: %s",
-			       sn_map_names[i], strerror(-ret));
-			goto fail;
+			sn_seterr(err, errlen, "%s map %s: %s",
+				  reuse && reuse[i] >= 0 ? "reusing" : "sizing",
+				  map_names[i], strerror(-ret));
+			goto out;
 		}
 	}
-	dp->skel->rodata->sn_l4_stride = image->constants.l4_stride;
-	dp->skel->rodata->sn_port_tables = image->constants.port_tables;
-	ret = set_new_state_budget(dp, err, errlen);
+	skel->rodata->sn_l4_stride = g->l4_stride;
+	skel->rodata->sn_port_tables = g->port_tables;
+	skel->rodata->sn_cap_decisions = g->cap[SN_PA_DECISIONS];
+	skel->rodata->sn_cap_limits = g->cap[SN_PA_LIMITS];
+	skel->rodata->sn_cap_src4_nodes = g->cap[SN_PA_NODES4];
+	skel->rodata->sn_cap_src4_ranges = g->cap[SN_PA_RANGES4];
+	skel->rodata->sn_cap_src6_nodes = g->cap[SN_PA_NODES6];
+	skel->rodata->sn_cap_src6_ranges = g->cap[SN_PA_RANGES6];
+	ret = set_new_state_budget(skel, err, errlen);
 	if (ret)
-		goto fail;
-
-	ret = sentry_xdp__load(dp->skel);
+		goto out;
+	ret = sentry_xdp__load(skel);
 	if (ret) {
 		char reason[256];
 
 		log_reason(log, reason, sizeof(reason));
 		sn_seterr(err, errlen, "loading the XDP program: %s%s%s",
-		       strerror(-ret), reason[0] ? ": " : "", reason);
-		goto fail;
+			  strerror(-ret), reason[0] ? ": " : "", reason);
+		goto out;
 	}
-	free(log);
-	*out = dp;
-	return 0;
-
-fail:
-	if (dp && dp->skel)
-		sentry_xdp__destroy(dp->skel);
-	free(dp);
+	/* Our own fds: the skeleton goes, the objects stay. */
+	out->prog_fd = dup(bpf_program__fd(skel->progs.sentry_xdp));
+	for (int i = 0; i < N_MAPS; i++)
+		out->fd[i] = dup(bpf_map__fd(skel_map(skel, i)));
+	ret = out->prog_fd < 0 ? -EMFILE : 0;
+	for (int i = 0; i < N_MAPS; i++)
+		if (out->fd[i] < 0)
+			ret = -EMFILE;
+	if (ret) {
+		sn_seterr(err, errlen, "out of file descriptors");
+		progset_close(out);
+	}
+out:
+	if (skel)
+		sentry_xdp__destroy(skel);
 	free(log);
 	return ret;
 }
 
-/*
- * Write values[0..n) at keys first..first+n-1 of an array map: one batch
- * syscall where the kernel has it (5.6+), one update per entry otherwise.
- */
-static int array_write(int fd, uint32_t first, const void *values,
-		       size_t value_size, uint32_t n)
+/* ---- writing generations ---------------------------------------------------- */
+
+/* Update keys[i] -> values[i] (array map): batches where the kernel has them. */
+static int batch_update(int fd, const uint32_t *keys, const void *values,
+			size_t esz, uint32_t n)
 {
-	uint32_t *keys, count = n;
+	uint32_t count = n;
 	int ret;
 
 	if (!n)
 		return 0;
-	keys = malloc((size_t)n * sizeof(*keys));
-	if (!keys)
-		return -ENOMEM;
-	for (uint32_t i = 0; i < n; i++)
-		keys[i] = first + i;
 	LIBBPF_OPTS(bpf_map_batch_opts, bopts, .elem_flags = 0, .flags = 0);
 	ret = bpf_map_update_batch(fd, keys, values, &count, &bopts);
 	if (ret == -EINVAL || ret == -EOPNOTSUPP || ret == -524 /* ENOTSUPP */) {
-		const char *v = values;
+		const unsigned char *v = values;
 
 		ret = 0;
 		for (uint32_t i = 0; i < n && !ret; i++)
-			ret = bpf_map_update_elem(fd, &keys[i],
-						  v + i * value_size, BPF_ANY);
+			ret = bpf_map_update_elem(fd, &keys[i], v + i * esz,
+						  BPF_ANY);
 	}
-	free(keys);
 	return ret;
 }
 
-static int apply_ports(int fd, const struct sn_image *image, char *err,
-		       size_t errlen)
+/* The dirty entries of a (the values the population holds) into gen. */
+static int write_array(int fd, uint32_t gen, const struct sn_pop_array *a)
 {
-	uint32_t *cls = malloc(SN_PORTS_PER_TABLE * sizeof(*cls));
+	uint32_t *keys;
+	unsigned char *vals;
 	int ret = 0;
 
-	if (!cls) {
-		sn_seterr(err, errlen, "out of memory");
+	if (!a->n_dirty)
+		return 0;
+	size_t chunk = a->n_dirty < SN_BATCH ? a->n_dirty : SN_BATCH;
+
+	keys = malloc(chunk * sizeof(*keys));
+	vals = malloc(chunk * a->esz);
+	if (!keys || !vals) {
+		free(keys);
+		free(vals);
 		return -ENOMEM;
 	}
-	/*
-	 * Every table is written, used or not, so a table an earlier image
-	 * filled never holds stale classes (the program only reads tables
-	 * set in sn_port_tables, but keep the map honest).
-	 */
-	for (uint32_t t = 1; t <= SN_PORT_TABLES && !ret; t++) {
-		memset(cls, 0, SN_PORTS_PER_TABLE * sizeof(*cls));
-		for (size_t i = 0; i < image->n_port_runs; i++) {
-			const struct sn_port_run *r = &image->port_runs[i];
+	for (size_t done = 0; done < a->n_dirty && !ret; done += chunk) {
+		size_t n = a->n_dirty - done < chunk ? a->n_dirty - done : chunk;
 
-			if (r->table != t)
-				continue;
-			for (uint32_t p = r->lo; p <= r->hi; p++)
-				cls[p] = r->l4_class;
+		for (size_t k = 0; k < n; k++) {
+			uint32_t idx = a->dirty[done + k];
+
+			keys[k] = gen * a->cap + idx;
+			memcpy(vals + k * a->esz, a->v + (size_t)idx * a->esz,
+			       a->esz);
 		}
-		ret = array_write(fd, (t - 1) * SN_PORTS_PER_TABLE, cls,
-				  sizeof(*cls), SN_PORTS_PER_TABLE);
-		if (ret)
-			sn_seterr(err, errlen, "writing sn_ports: %s",
-			       strerror(-ret));
+		ret = batch_update(fd, keys, vals, a->esz, (uint32_t)n);
 	}
-	free(cls);
+	free(keys);
+	free(vals);
 	return ret;
 }
 
-/* LPM keys of one family, sorted, to find stale entries by bsearch. */
-static int key_cmp_v4(const void *a, const void *b)
+static void lpm_key(int f, const struct sn_pop_lpm_ent *e, void *key)
 {
-	return memcmp(a, b, sizeof(struct sn_lpm_v4_key));
-}
+	if (!f) {
+		struct sn_lpm_v4_key k = { .prefixlen = e->len };
 
-static int key_cmp_v6(const void *a, const void *b)
-{
-	return memcmp(a, b, sizeof(struct sn_lpm_v6_key));
+		memcpy(k.addr, e->addr, 4);
+		memcpy(key, &k, sizeof(k));
+	} else {
+		struct sn_lpm_v6_key k = { .prefixlen = e->len };
+
+		memcpy(k.addr, e->addr, 16);
+		memcpy(key, &k, sizeof(k));
+	}
 }
 
 /*
- * Make the LPM trie of one family hold exactly the image's prefixes:
- * insert/overwrite every new one, then delete the ones only the previous
- * image had (collected first: deleting while walking with get_next_key
- * would skip entries).  LPM_TRIE has no batch update on every kernel we
- * support, so this is one syscall per prefix.
+ * The LPM ops into one generation's trie; restore: undo them instead
+ * (after a rollback), last first.
  */
-static int apply_lpm(int fd, int family, const struct sn_class_prefix *pfx,
-		     size_t n, uint32_t n_classes, char *err, size_t errlen)
+static int write_lpm(int fd, int f, const struct sn_pop_lpm *l, bool restore)
 {
-	size_t ksz = family == SN_FAMILY_V4 ? sizeof(struct sn_lpm_v4_key) :
-					      sizeof(struct sn_lpm_v6_key);
-	size_t alen = family == SN_FAMILY_V4 ? 4 : 16;
-	int (*cmp)(const void *, const void *) =
-		family == SN_FAMILY_V4 ? key_cmp_v4 : key_cmp_v6;
-	const char *name = family == SN_FAMILY_V4 ? "sn_lpm_v4" : "sn_lpm_v6";
-	/* Key buffers are sized for v6 and used at ksz for both. */
-	struct sn_lpm_v6_key *keys, cur, next;
-	struct sn_lpm_v6_key *stale = NULL;
-	size_t n_stale = 0, cap_stale = 0;
-	void *prev = NULL;
+	unsigned char key[sizeof(struct sn_lpm_v6_key)];
 	int ret = 0;
 
-	keys = calloc(n ? n : 1, sizeof(*keys));
-	if (!keys) {
-		sn_seterr(err, errlen, "out of memory");
-		return -ENOMEM;
-	}
-	for (size_t i = 0; i < n; i++) {
-		const struct sn_class_prefix *cp = &pfx[i];
-		uint32_t cls = cp->class_id;
-		unsigned char *k = (unsigned char *)&keys[0] + i * ksz;
-		uint32_t plen = cp->prefix.len;
+	for (size_t k = 0; k < l->n_ops && !ret; k++) {
+		const struct sn_pop_lpm_op *op = &l->ops[restore ? l->n_ops - 1 - k : k];
+		bool set = restore ? op->had : op->op == SN_LPM_SET;
+		uint32_t cls = restore ? op->old_cls : op->e.cls;
 
-		if (cp->prefix.family != family || plen > alen * 8 ||
-		    cls >= n_classes) {
-			sn_seterr(err, errlen, "%s: prefix %zu invalid", name, i);
-			ret = -EINVAL;
-			goto out;
-		}
-		memcpy(k, &plen, sizeof(plen));
-		memcpy(k + sizeof(plen), cp->prefix.addr, alen);
-		ret = bpf_map_update_elem(fd, k, &cls, BPF_ANY);
-		if (ret) {
-			sn_seterr(err, errlen, "writing %s: %s", name,
-			       strerror(-ret));
-			goto out;
-		}
-	}
-	qsort(keys, n, ksz, cmp);
-
-	while (!(ret = bpf_map_get_next_key(fd, prev, &next))) {
-		if (!bsearch(&next, keys, n, ksz, cmp)) {
-			if (n_stale == cap_stale) {
-				size_t c = cap_stale ? 2 * cap_stale : 16;
-				void *s = realloc(stale, c * sizeof(*stale));
-
-				if (!s) {
-					ret = -ENOMEM;
-					sn_seterr(err, errlen, "out of memory");
-					goto out;
-				}
-				stale = s;
-				cap_stale = c;
-			}
-			memcpy((unsigned char *)stale + n_stale++ * ksz, &next,
-			       ksz);
-		}
-		cur = next;
-		prev = &cur;
-	}
-	if (ret != -ENOENT) {
-		sn_seterr(err, errlen, "walking %s: %s", name, strerror(-ret));
-		goto out;
-	}
-	ret = 0;
-	for (size_t i = 0; i < n_stale && !ret; i++) {
-		ret = bpf_map_delete_elem(fd, (unsigned char *)stale + i * ksz);
-		if (ret == -ENOENT)
-			ret = 0;
-		if (ret)
-			sn_seterr(err, errlen, "pruning %s: %s", name,
-			       strerror(-ret));
-	}
-out:
-	free(keys);
-	free(stale);
-	return ret;
-}
-
-/*
- * Write sn_limits from the image's limit rules.  Before the decisions
- * that name them.  Buckets (sn_limit_state) are keyed by identity and
- * left alone: a limit kept across an apply keeps its buckets, whatever
- * its new index, rate or burst.
- */
-static int apply_limits(struct sn_dataplane *dp, const struct sn_image *image,
-			char *err, size_t errlen)
-{
-	const struct sn_image_features *f = sn_image_features(image);
-	struct sn_limit_cfg *cfg;
-	int ret;
-
-	if (f->n_limits > dp->cap_limits) {
-		sn_seterr(err, errlen, "policy image has %u limit rules, the "
-			  "loaded program %u: it must be reloaded", f->n_limits,
-			  dp->cap_limits);
-		return -E2BIG;
-	}
-	if (image->n_rules < SN_RULE_FIRST + f->n_limits) {
-		sn_seterr(err, errlen, "policy image: rule table lacks the "
-			  "limit rules");
-		return -EINVAL;
-	}
-	cfg = calloc(f->n_limits ? f->n_limits : 1, sizeof(*cfg));
-	if (!cfg) {
-		sn_seterr(err, errlen, "out of memory");
-		return -ENOMEM;
-	}
-	for (uint32_t i = 0; i < f->n_limits; i++) {
-		const struct sn_image_limit *l = &f->limits[i];
-
-		if (l->key_v4 > 32 || l->key_v6 > 128 || !l->burst ||
-		    !l->rate_fp) {
-			sn_seterr(err, errlen, "policy image: limit %u invalid", i);
-			free(cfg);
-			return -EINVAL;
-		}
-		token_math(l->rate_fp, (uint64_t)l->burst << 32, &cfg[i]);
-		cfg[i].identity = l->identity;
-		cfg[i].block_ns = (uint64_t)l->block_for * SN_NSEC_PER_SEC;
-		cfg[i].rule_id = sn_image_limit_rule(image, f, i);
-		cfg[i].key_v4 = l->key_v4;
-		cfg[i].key_v6 = l->key_v6;
-	}
-	ret = array_write(bpf_map__fd(dp->skel->maps.sn_limits), 0, cfg,
-			  sizeof(*cfg), f->n_limits);
-	if (ret)
-		sn_seterr(err, errlen, "writing sn_limits: %s", strerror(-ret));
-	free(cfg);
-	return ret;
-}
-
-int sn_dp_map_fd(const struct sn_dataplane *dp, const char *name)
-{
-	for (int i = 0; i < SN_N_MAPS; i++)
-		if (!strcmp(sn_map_names[i], name))
-			return bpf_map__fd(dp_map(dp, i));
-	return -ENOENT;
-}
-
-/*
- * The source lookup of one family (SPEC.md 4): the range trie or the LPM
- * trie, as the image chose.  nodes[0] tells the program which one to
- * read, and it is written last, once the structure it points to is
- * complete; the structure no longer read is emptied after that (an empty
- * LPM trie holds no memory; stale range-trie entries are never reached).
- */
-static int apply_source(struct sn_dataplane *dp, int family,
-			const struct sn_image *img, char *err, size_t errlen)
-{
-	const bool v4 = family == SN_FAMILY_V4;
-	const struct sn_srcmap *m = v4 ? &img->src_v4 : &img->src_v6;
-	struct bpf_map *nodes = v4 ? dp->skel->maps.sn_src4_nodes :
-				     dp->skel->maps.sn_src6_nodes;
-	struct bpf_map *ranges = v4 ? dp->skel->maps.sn_src4_ranges :
-				      dp->skel->maps.sn_src6_ranges;
-	int lpm_fd = bpf_map__fd(v4 ? dp->skel->maps.sn_lpm_v4 :
-				      dp->skel->maps.sn_lpm_v6);
-	const struct sn_class_prefix *pfx = v4 ? img->v4 : img->v6;
-	size_t n_pfx = v4 ? img->n_v4 : img->n_v6;
-	uint32_t zero = 0, root = SN_SRC_USE_LPM;
-	size_t rsz = v4 ? sizeof(struct sn_src_range_v4) :
-			  sizeof(struct sn_src_range_v6);
-	unsigned char *buf;
-	int ret;
-
-	if (!m->n_nodes) {
-		ret = apply_lpm(lpm_fd, family, pfx, n_pfx, img->n_classes, err,
-				errlen);
-		if (ret)
-			return ret;
-		ret = bpf_map_update_elem(bpf_map__fd(nodes), &zero, &root,
-					  BPF_ANY);
-		if (ret)
-			sn_seterr(err, errlen, "writing %s: %s",
-				  bpf_map__name(nodes), strerror(-ret));
-		return ret;
-	}
-	if (m->n_nodes > dp->cap_src_nodes[!v4] ||
-	    m->n_ranges > dp->cap_src_ranges[!v4]) {
-		sn_seterr(err, errlen,
-			  "policy image outgrew the loaded maps: the program must be reloaded");
-		return -E2BIG;
-	}
-	buf = calloc(m->n_ranges ? m->n_ranges : 1, rsz);
-	if (!buf) {
-		sn_seterr(err, errlen, "out of memory");
-		return -ENOMEM;
-	}
-	ret = 0;
-	for (uint32_t i = 0; i < m->n_ranges && !ret; i++) {
-		const struct sn_src_range *r = &m->ranges[i];
-		uint64_t hi = 0, lo = 0;
-
-		if (r->class_id >= img->n_classes) {
-			sn_seterr(err, errlen, "%s: range %u invalid",
-				  bpf_map__name(ranges), i);
-			ret = -EINVAL;
-		}
-		for (int b = 0; b < 8; b++) {
-			hi = hi << 8 | r->start[b];
-			lo = lo << 8 | r->start[8 + b];
-		}
-		if (v4) {
-			struct sn_src_range_v4 e = {
-				.start = (uint32_t)(hi >> 32),
-				.class_id = r->class_id,
-			};
-
-			memcpy(buf + i * rsz, &e, sizeof(e));
+		lpm_key(f, &op->e, key);
+		if (set) {
+			ret = bpf_map_update_elem(fd, key, &cls, BPF_ANY);
 		} else {
-			struct sn_src_range_v6 e = {
-				.hi = hi, .lo = lo, .class_id = r->class_id,
-			};
-
-			memcpy(buf + i * rsz, &e, sizeof(e));
+			ret = bpf_map_delete_elem(fd, key);
+			if (ret == -ENOENT)
+				ret = 0;
 		}
 	}
-	if (!ret)
-		ret = array_write(bpf_map__fd(ranges), 0, buf, rsz, m->n_ranges);
-	if (!ret)
-		ret = array_write(bpf_map__fd(nodes), 1, m->nodes + 1,
-				  sizeof(*m->nodes), m->n_nodes - 1);
-	if (!ret)
-		ret = bpf_map_update_elem(bpf_map__fd(nodes), &zero,
-					  &m->nodes[0], BPF_ANY);
-	free(buf);
+	return ret;
+}
+
+/* Everything the population says changed, into generation gen of fds. */
+static int write_gen(const int fd[N_MAPS], const struct sn_pop *p,
+		     uint32_t gen, bool restore, char *err, size_t errlen)
+{
+	static const int lpm_map[2][2] = { { M_LPM4_0, M_LPM4_1 },
+					   { M_LPM6_0, M_LPM6_1 } };
+	int ret;
+
+	for (int i = 0; i < SN_PA_N; i++) {
+		ret = write_array(fd[map_of_pa[i]], gen, &p->a[i]);
+		if (ret)
+			return sn_fail(err, errlen, ret, "writing %s: %s",
+				       map_names[map_of_pa[i]], strerror(-ret));
+	}
+	for (int f = 0; f < 2; f++) {
+		ret = write_lpm(fd[lpm_map[f][gen]], f, &p->lpm[f], restore);
+		if (ret)
+			return sn_fail(err, errlen, ret, "writing %s: %s",
+				       map_names[lpm_map[f][gen]], strerror(-ret));
+	}
+	return 0;
+}
+
+static int ncpus(void)
+{
+	int n = libbpf_num_possible_cpus();
+
+	return n > 0 ? n : 1;
+}
+
+/* Slots changed by the translation, and zero counters of new ones. */
+static int write_slots(const int fd[N_MAPS], const struct sn_pop *p,
+		       bool zero_counters)
+{
+	struct sn_counter *zero;
+	int ret = 0;
+
+	for (size_t k = 0; k < p->n_slot_ops && !ret; k++) {
+		uint32_t s = p->slot_ops[k].slot;
+
+		ret = bpf_map_update_elem(fd[M_SLOTS], &s, &p->slots[s], BPF_ANY);
+	}
+	if (ret || !zero_counters || !p->n_zero)
+		return ret;
+	zero = calloc((size_t)ncpus(), sizeof(*zero));
+	if (!zero)
+		return -ENOMEM;
+	for (size_t k = 0; k < p->n_zero && !ret; k++)
+		ret = bpf_map_update_elem(fd[M_COUNTERS], &p->slots_zero[k], zero,
+					  BPF_ANY);
+	free(zero);
+	return ret;
+}
+
+/*
+ * Wait for an RCU grace period: every program run that started before
+ * has finished.  The kernel follows an update of a map-in-map from
+ * userspace with synchronize_rcu() (maybe_wait_bpf_programs), so one
+ * update of a one-slot BPF_MAP_TYPE_ARRAY_OF_MAPS is that wait.
+ */
+static int dp_sync(struct sn_dataplane *dp)
+{
+	uint32_t key = 0;
+
+	if (dp->sync_outer < 0) {
+		LIBBPF_OPTS(bpf_map_create_opts, o);
+
+		dp->sync_inner = bpf_map_create(BPF_MAP_TYPE_ARRAY, "sn_sync_in",
+						4, 4, 1, NULL);
+		if (dp->sync_inner < 0)
+			return -errno;
+		o.inner_map_fd = dp->sync_inner;
+		dp->sync_outer = bpf_map_create(BPF_MAP_TYPE_ARRAY_OF_MAPS,
+						"sn_sync", 4, 4, 1, &o);
+		if (dp->sync_outer < 0)
+			return -errno;
+	}
+	return bpf_map_update_elem(dp->sync_outer, &key, &dp->sync_inner,
+				   BPF_ANY) ? -errno : 0;
+}
+
+static int write_u32(int fd, uint32_t key, uint32_t v)
+{
+	return bpf_map_update_elem(fd, &key, &v, BPF_ANY) ? -errno : 0;
+}
+
+static void meta_state(struct sn_dataplane *dp)
+{
+	dp->meta.state_version = SN_STATE_VERSION;
+	dp->meta.l4_stride = dp->pop.g.l4_stride;
+	dp->meta.port_tables = dp->pop.g.port_tables;
+	dp->meta.active_gen = dp->gen;
+	memcpy(dp->meta.prog_tag, dp->need_replace ? dp->meta.prog_tag : dp->tag,
+	       sizeof(dp->meta.prog_tag));
+}
+
+static int store_meta(struct sn_dataplane *dp)
+{
+	uint32_t key = 0;
+
+	meta_state(dp);
+	return bpf_map_update_elem(dp->ps.fd[M_META], &key, &dp->meta, BPF_ANY) ?
+		       -errno : 0;
+}
+
+static void meta_applied(struct sn_dataplane *dp, const struct sn_image *img)
+{
+	memcpy(dp->meta.checksum, img->checksum, sizeof(dp->meta.checksum));
+	dp->meta.n_rules = img->n_rules;
+	dp->meta.applied_at_ns = realtime_ns();
+	dp->meta.reloads++;
+	if (!dp->meta.abi_version)
+		dp->meta.abi_version = SN_ABI_VERSION;
+}
+
+static size_t pop_changes(const struct sn_pop *p)
+{
+	size_t n = p->lpm[0].n_ops + p->lpm[1].n_ops;
+
+	for (int i = 0; i < SN_PA_N; i++)
+		n += p->a[i].n_dirty;
+	return n;
+}
+
+/* A rewrite of one whole generation: every entry, the LPM tries made equal. */
+static int write_gen_full(const int fd[N_MAPS], struct sn_pop *p, uint32_t gen,
+			  char *err, size_t errlen);
+
+/* ---- load, apply --------------------------------------------------------------- */
+
+static struct sn_dataplane *dp_new(void)
+{
+	struct sn_dataplane *dp = calloc(1, sizeof(*dp));
+
+	if (!dp)
+		return NULL;
+	progset_init(&dp->ps);
+	dp->link_fd = -1;
+	dp->sync_outer = dp->sync_inner = -1;
+	prog_tag(dp->tag);
+	return dp;
+}
+
+int sn_dp_load(const struct sn_image *image, struct sn_dataplane **out,
+	       char *err, size_t errlen)
+{
+	struct sn_pop_geom g;
+	struct sn_dataplane *dp;
+	int ret;
+
+	*out = NULL;
+	if (image->constants.abi_version != SN_ABI_VERSION)
+		return sn_fail(err, errlen, -EPROTO,
+			       "policy image has ABI version %u, this data plane %u",
+			       image->constants.abi_version, SN_ABI_VERSION);
+	ret = sn_pop_geom_for(image, &g);
+	if (ret)
+		return sn_fail(err, errlen, ret == -E2BIG ? -E2BIG : ret,
+			       "policy image too large for BPF maps");
+	if (image->constants.port_tables & ~(((1u << (SN_PORT_TABLES + 1)) - 1) & ~1u))
+		return sn_fail(err, errlen, -EINVAL,
+			       "policy image: unknown port tables 0x%x",
+			       image->constants.port_tables);
+	dp = dp_new();
+	if (!dp)
+		return sn_fail(err, errlen, -ENOMEM, "out of memory");
+	ret = create_program(&g, NULL, &dp->ps, err, errlen);
+	if (!ret) {
+		ret = sn_pop_init(&dp->pop, &g);
+		if (ret)
+			sn_seterr(err, errlen, "out of memory");
+	}
 	if (ret) {
-		if (ret != -EINVAL)
-			sn_seterr(err, errlen, "writing the IPv%d range trie: %s",
-				  v4 ? 4 : 6, strerror(-ret));
+		sn_dp_close(dp);
 		return ret;
 	}
-	return apply_lpm(lpm_fd, family, NULL, 0, img->n_classes, err, errlen);
+	*out = dp;
+	return 0;
+}
+
+/*
+ * Standby written, flip, grace period, old generation level, commit: the
+ * common end of an apply.  On a failure before the flip the standby is
+ * restored and nothing changed.
+ */
+static int publish(struct sn_dataplane *dp, const struct sn_image *img,
+		   double t0, char *err, size_t errlen)
+{
+	struct sn_dp_stats *st = &dp->stats;
+	const uint32_t standby = dp->gen ^ 1, old = dp->gen;
+	double t;
+	int ret;
+
+	st->entries = pop_changes(&dp->pop);
+	if (!st->entries) {
+		/* Nothing the program reads changes (only slot holders'
+		 * rule ids, or nothing at all). */
+		st->unchanged = true;
+		ret = write_slots(dp->ps.fd, &dp->pop, true);
+		sn_pop_commit(&dp->pop);
+		meta_applied(dp, img);
+		if (!ret)
+			ret = store_meta(dp);
+		st->total_ms = now_ms() - t0;
+		return ret ? sn_fail(err, errlen, ret, "writing sn_slots/sn_meta: %s",
+				     strerror(-ret)) : 0;
+	}
+	t = now_ms();
+	ret = write_slots(dp->ps.fd, &dp->pop, true);
+	if (!ret)
+		ret = write_gen(dp->ps.fd, &dp->pop, standby, false, err, errlen);
+	if (!ret) {
+		st->write_ms = now_ms() - t;
+		t = now_ms();
+		ret = write_u32(dp->ps.fd[M_GEN], 0, standby);
+		if (ret)
+			sn_seterr(err, errlen, "flipping sn_gen: %s", strerror(-ret));
+	}
+	if (ret) {
+		/* Put the standby back as it was; the active one never moved. */
+		char e2[128];
+
+		sn_pop_rollback(&dp->pop);
+		if (write_gen(dp->ps.fd, &dp->pop, standby, true, e2, sizeof(e2)) ||
+		    write_slots(dp->ps.fd, &dp->pop, false))
+			dp->stale_standby = true;
+		sn_pop_commit(&dp->pop);
+		return ret;
+	}
+	dp->gen = standby;
+	st->flip_ms = now_ms() - t;
+	meta_applied(dp, img);
+	store_meta(dp); /* informational: the flip is what enforces */
+
+	t = now_ms();
+	ret = dp_sync(dp);
+	st->sync_ms = now_ms() - t;
+	t = now_ms();
+	if (ret) {
+		/* No grace period: the old generation may still be read.
+		 * Leave it; the next apply rewrites it after waiting. */
+		dp->stale_standby = true;
+	} else if (write_gen(dp->ps.fd, &dp->pop, old, false, NULL, 0)) {
+		dp->stale_standby = true;
+	}
+	st->level_ms = now_ms() - t;
+	sn_pop_commit(&dp->pop);
+	st->total_ms = now_ms() - t0;
+	return 0;
+}
+
+/* Make the standby generation equal to the population again. */
+static int relevel(struct sn_dataplane *dp, char *err, size_t errlen)
+{
+	int ret = dp_sync(dp);
+
+	if (!ret)
+		ret = write_gen_full(dp->ps.fd, &dp->pop, dp->gen ^ 1, err,
+				     errlen);
+	else
+		sn_seterr(err, errlen, "waiting for a grace period: %s",
+			  strerror(-ret));
+	if (!ret)
+		dp->stale_standby = false;
+	return ret;
 }
 
 int sn_dp_apply(struct sn_dataplane *dp, const struct sn_image *image,
 		char *err, size_t errlen)
 {
-	const struct sn_constants *c = &image->constants;
-	uint64_t n_dec = (uint64_t)image->n_classes * c->l4_stride;
+	const double t0 = now_ms();
 	int ret;
 
-	ret = check_constants(image, err, errlen);
+	memset(&dp->stats, 0, sizeof(dp->stats));
+	if (image->constants.abi_version != SN_ABI_VERSION)
+		return sn_fail(err, errlen, -EPROTO,
+			       "policy image has ABI version %u, this data plane %u",
+			       image->constants.abi_version, SN_ABI_VERSION);
+	if (dp->stale_standby) {
+		ret = relevel(dp, err, errlen);
+		if (ret)
+			return ret;
+	}
+	ret = sn_pop_translate(&dp->pop, image, err, errlen);
 	if (ret)
 		return ret;
-	/* Rodata is frozen at load: other constants need another program. */
-	if (c->l4_stride != dp->constants.l4_stride ||
-	    c->port_tables != dp->constants.port_tables) {
-		sn_seterr(err, errlen,
-		       "generated constants changed (l4_stride %u->%u, port tables 0x%x->0x%x): the program must be reloaded",
-		       dp->constants.l4_stride, c->l4_stride,
-		       dp->constants.port_tables, c->port_tables);
-		return -ESTALE;
-	}
-	if (image->n_v4 > dp->cap_v4 || image->n_v6 > dp->cap_v6 ||
-	    n_dec > dp->cap_decisions || image->n_rules > dp->cap_counters) {
-		sn_seterr(err, errlen,
-		       "policy image outgrew the loaded maps: the program must be reloaded");
-		return -E2BIG;
-	}
-	for (size_t i = 0; i < image->n_port_runs; i++) {
-		const struct sn_port_run *r = &image->port_runs[i];
-
-		if (r->table < 1 || r->table > SN_PORT_TABLES ||
-		    r->lo > r->hi || r->l4_class >= c->l4_stride) {
-			sn_seterr(err, errlen, "policy image: port run %zu invalid",
-			       i);
-			return -EINVAL;
-		}
-	}
-	for (uint32_t i = 0; i < SN_PROTO_ENTRIES; i++) {
-		if (image->proto[i].l4_noport >= c->l4_stride ||
-		    image->proto[i].port_table > SN_PORT_TABLES) {
-			sn_seterr(err, errlen,
-			       "policy image: protocol %u entry invalid", i);
-			return -EINVAL;
-		}
-	}
-	for (uint64_t i = 0; i < n_dec; i++) {
-		const struct sn_decision *d = &image->decisions[i];
-
-		if (d->rule_id >= image->n_rules ||
-		    (d->verdict != SN_VERDICT_ALLOW &&
-		     d->verdict != SN_VERDICT_BLOCK)) {
-			sn_seterr(err, errlen,
-			       "policy image: decision %llu invalid",
-			       (unsigned long long)i);
-			return -EINVAL;
-		}
-	}
-
-	/*
-	 * In place and not atomic: a packet racing this call may see a mix
-	 * of the two images.  The order narrows that window for growing
-	 * policies (decisions for new classes exist before any LPM entry
-	 * points at them); the two-generation swap of DESIGN.md section 5
-	 * removes it.
-	 */
-	ret = array_write(bpf_map__fd(dp->skel->maps.sn_proto), 0, image->proto,
-			  sizeof(image->proto[0]), SN_PROTO_ENTRIES);
-	if (ret) {
-		sn_seterr(err, errlen, "writing sn_proto: %s", strerror(-ret));
-		return ret;
-	}
-	ret = apply_ports(bpf_map__fd(dp->skel->maps.sn_ports), image, err,
-			  errlen);
-	if (ret)
-		return ret;
-	ret = apply_limits(dp, image, err, errlen);
-	if (ret)
-		return ret;
-	ret = array_write(bpf_map__fd(dp->skel->maps.sn_decisions), 0,
-			  image->decisions, sizeof(image->decisions[0]),
-			  (uint32_t)n_dec);
-	if (ret) {
-		sn_seterr(err, errlen, "writing sn_decisions: %s", strerror(-ret));
-		return ret;
-	}
-	ret = apply_source(dp, SN_FAMILY_V4, image, err, errlen);
-	if (ret)
-		return ret;
-	return apply_source(dp, SN_FAMILY_V6, image, err, errlen);
+	dp->stats.pop = dp->pop.stats;
+	dp->stats.translate_ms = now_ms() - t0;
+	return publish(dp, image, t0, err, errlen);
 }
+
+const struct sn_dp_stats *sn_dp_stats(const struct sn_dataplane *dp)
+{
+	return &dp->stats;
+}
+
+/* ---- program replacement ------------------------------------------------------ */
+
+static int pin_obj(int fd, const char *dir, const char *name, const char *suffix)
+{
+	char path[PATH_MAX], full[128];
+
+	snprintf(full, sizeof(full), "%s%s", name, suffix);
+	if (join(path, sizeof(path), dir, full))
+		return -ENAMETOOLONG;
+	unlink(path); /* a leftover of an earlier attempt */
+	return bpf_obj_pin(fd, path) ? -errno : 0;
+}
+
+static void unpin_obj(const char *dir, const char *name, const char *suffix)
+{
+	char path[PATH_MAX], full[128];
+
+	snprintf(full, sizeof(full), "%s%s", name, suffix);
+	if (!join(path, sizeof(path), dir, full))
+		unlink(path);
+}
+
+/* Move <name>_new over <name> (bpffs renames atomically). */
+static int promote(const char *dir, const char *name)
+{
+	char from[PATH_MAX], to[PATH_MAX], full[128];
+
+	snprintf(full, sizeof(full), "%s_new", name);
+	if (join(from, sizeof(from), dir, full) || join(to, sizeof(to), dir, name))
+		return -ENAMETOOLONG;
+	return rename(from, to) ? -errno : 0;
+}
+
+/* Copy every slot's per-CPU counters from one map to another. */
+static int copy_counters(int from, int to, uint32_t n)
+{
+	int nc = ncpus();
+	struct sn_counter *v = calloc((size_t)nc, sizeof(*v));
+	int ret = 0;
+
+	if (!v)
+		return -ENOMEM;
+	for (uint32_t s = 0; s < n && !ret; s++) {
+		if (bpf_map_lookup_elem(from, &s, v))
+			continue;
+		ret = bpf_map_update_elem(to, &s, v, BPF_ANY);
+	}
+	free(v);
+	return ret;
+}
+
+static int replace_program(struct sn_dataplane *dp, const struct sn_image *img,
+			   char *err, size_t errlen)
+{
+	const double t0 = now_ms();
+	struct sn_dp_stats *st = &dp->stats;
+	const struct sn_pop *op = &dp->pop;
+	const struct sn_image_features *f = sn_image_features(img);
+	struct sn_pop_geom need, g;
+	struct sn_pop np;
+	struct progset ns;
+	bool new_map[SN_PA_N] = { false }, new_lpm[2] = { false };
+	bool new_slots, pinned_new = false;
+	int reuse[N_MAPS];
+	uint32_t standby = dp->gen ^ 1, old = dp->gen, used_slots = 0;
+	double t;
+	int ret;
+
+	memset(st, 0, sizeof(*st));
+	ret = sn_pop_geom_for(img, &need);
+	if (ret)
+		return sn_fail(err, errlen, ret, "policy image too large for BPF maps");
+	g = need;
+	/* Keep every map that is large enough; a new one where not. */
+	for (int i = 0; i < SN_PA_N; i++) {
+		uint32_t have = op->g.cap[i];
+		bool fits;
+
+		switch (i) {
+		case SN_PA_DECISIONS:
+			fits = have / need.l4_stride >= img->n_classes;
+			break;
+		case SN_PA_LIMITS:
+			fits = have >= f->n_limits;
+			break;
+		default: /* what the image needs is half the headroom */
+			fits = have >= (need.cap[i] + 1) / 2;
+		}
+		new_map[i] = !fits;
+		g.cap[i] = fits ? have : need.cap[i];
+	}
+	for (int fam = 0; fam < 2; fam++) {
+		size_t n = fam ? img->n_v6 : img->n_v4;
+
+		new_lpm[fam] = op->g.cap_lpm[fam] < n;
+		g.cap_lpm[fam] = new_lpm[fam] ? need.cap_lpm[fam] : op->g.cap_lpm[fam];
+	}
+	for (uint32_t s = 0; s < op->g.cap_slots; s++)
+		used_slots += !!(op->slots[s].flags & SN_SLOT_USED);
+	new_slots = op->g.cap_slots < used_slots + img->n_rules;
+	g.cap_slots = new_slots ? (uint32_t)(2 * (used_slots + img->n_rules)) :
+				  op->g.cap_slots;
+	if (g.cap_slots > 4 * SN_CAP_RULES)
+		return sn_fail(err, errlen, -E2BIG, "too many rules for the counters");
+
+	for (int i = 0; i < N_MAPS; i++)
+		reuse[i] = dp->ps.fd[i];
+	for (int i = 0; i < SN_PA_N; i++)
+		if (new_map[i])
+			reuse[map_of_pa[i]] = -1;
+	if (new_lpm[0])
+		reuse[M_LPM4_0] = reuse[M_LPM4_1] = -1;
+	if (new_lpm[1])
+		reuse[M_LPM6_0] = reuse[M_LPM6_1] = -1;
+	if (new_slots)
+		reuse[M_COUNTERS] = reuse[M_SLOTS] = -1;
+	reuse[M_GEN] = -1; /* the new program's own: it names the standby */
+
+	t = now_ms();
+	ret = create_program(&g, reuse, &ns, err, errlen);
+	if (ret)
+		return ret;
+	st->load_ms = now_ms() - t;
+	ret = sn_pop_clone(&np, op, &g, new_map, new_lpm);
+	if (ret) {
+		progset_close(&ns);
+		return sn_fail(err, errlen, ret, "out of memory");
+	}
+	t = now_ms();
+	ret = sn_pop_translate(&np, img, err, errlen);
+	st->translate_ms = now_ms() - t;
+	if (ret)
+		goto fail_clean;
+	st->pop = np.stats;
+	st->entries = pop_changes(&np);
+
+	t = now_ms();
+	if (new_slots) {
+		/* The counters move to the bigger map (packets counted in
+		 * the old one from here to the swap are not carried). */
+		ret = copy_counters(dp->ps.fd[M_COUNTERS], ns.fd[M_COUNTERS],
+				    op->g.cap_slots);
+		for (uint32_t s = 0; s < np.g.cap_slots && !ret; s++)
+			if (np.slots[s].flags & SN_SLOT_USED)
+				ret = bpf_map_update_elem(ns.fd[M_SLOTS], &s,
+							  &np.slots[s], BPF_ANY) ? -errno : 0;
+	}
+	if (!ret)
+		ret = write_slots(ns.fd, &np, true);
+	if (ret) {
+		sn_seterr(err, errlen, "writing counters/slots: %s", strerror(-ret));
+		goto fail_restore;
+	}
+	ret = write_gen(ns.fd, &np, standby, false, err, errlen);
+	if (!ret) {
+		ret = write_u32(ns.fd[M_GEN], 0, standby);
+		if (ret)
+			sn_seterr(err, errlen, "writing sn_gen: %s", strerror(-ret));
+	}
+	if (ret)
+		goto fail_restore;
+	st->write_ms = now_ms() - t;
+
+	/* The new objects pinned beside the old ones first (a crash from
+	 * here on is finished or undone by the next adoption). */
+	if (dp->pinned) {
+		ret = pin_obj(ns.prog_fd, dp->pin_dir, "prog", "_new");
+		for (int i = 0; i < N_MAPS && !ret; i++)
+			if (reuse[i] < 0)
+				ret = pin_obj(ns.fd[i], dp->pin_dir, map_names[i], "_new");
+		pinned_new = true;
+		if (ret) {
+			sn_seterr(err, errlen, "pinning the new program: %s",
+				  strerror(-ret));
+			goto fail_restore;
+		}
+	}
+	t = now_ms();
+	if (dp->link_fd >= 0) {
+		LIBBPF_OPTS(bpf_link_update_opts, lo, .flags = BPF_F_REPLACE,
+			    .old_prog_fd = dp->ps.prog_fd);
+
+		ret = bpf_link_update(dp->link_fd, ns.prog_fd, &lo);
+		if (ret) {
+			ret = -errno;
+			sn_seterr(err, errlen, "bpf_link_update: %s", strerror(-ret));
+			goto fail_restore;
+		}
+	}
+	st->flip_ms = now_ms() - t;
+	st->replaced = true;
+
+	/* The new program decides from here on. */
+	t = now_ms();
+	ret = dp_sync(dp);
+	st->sync_ms = now_ms() - t;
+	t = now_ms();
+	if (ret || write_gen(ns.fd, &np, old, false, NULL, 0))
+		dp->stale_standby = true;
+	st->level_ms = now_ms() - t;
+	sn_pop_commit(&np);
+
+	progset_close(&dp->ps);
+	dp->ps = ns;
+	sn_pop_free(&dp->pop);
+	dp->pop = np;
+	dp->gen = standby;
+	dp->need_replace = false;
+	if (dp->pinned) {
+		/* Every rename is atomic; the program's first, so a reader
+		 * never pairs the new maps with the old program. */
+		promote(dp->pin_dir, "prog");
+		for (int i = 0; i < N_MAPS; i++)
+			if (reuse[i] < 0)
+				promote(dp->pin_dir, map_names[i]);
+	}
+	meta_applied(dp, img);
+	store_meta(dp);
+	st->total_ms = now_ms() - t0;
+	return 0;
+
+fail_restore:
+	{
+		char e2[128];
+
+		/* Only the kept maps matter: the new ones go with ns. */
+		sn_pop_rollback(&np);
+		if (write_gen(ns.fd, &np, standby, true, e2, sizeof(e2)) ||
+		    (!new_slots && write_slots(ns.fd, &np, false)))
+			dp->stale_standby = true;
+	}
+	if (pinned_new) {
+		unpin_obj(dp->pin_dir, "prog", "_new");
+		for (int i = 0; i < N_MAPS; i++)
+			if (reuse[i] < 0)
+				unpin_obj(dp->pin_dir, map_names[i], "_new");
+	}
+fail_clean:
+	sn_pop_commit(&np);
+	sn_pop_free(&np);
+	progset_close(&ns);
+	return ret;
+}
+
+int sn_dp_update(struct sn_dataplane *dp, const struct sn_image *image,
+		 char *err, size_t errlen)
+{
+	int ret;
+
+	if (!dp->need_replace) {
+		ret = sn_dp_apply(dp, image, err, errlen);
+		if (ret != -ESTALE && ret != -E2BIG)
+			return ret;
+	}
+	if (image->constants.abi_version != SN_ABI_VERSION)
+		return sn_fail(err, errlen, -EPROTO,
+			       "policy image has ABI version %u, this data plane %u",
+			       image->constants.abi_version, SN_ABI_VERSION);
+	if (dp->stale_standby) {
+		ret = relevel(dp, err, errlen);
+		if (ret)
+			return ret;
+	}
+	return replace_program(dp, image, err, errlen);
+}
+
+/* ---- attach, pin ----------------------------------------------------------------- */
 
 static int link_xdp(int prog_fd, int ifindex, __u32 flags)
 {
@@ -736,7 +1005,7 @@ int sn_dp_attach(struct sn_dataplane *dp, int ifindex,
 
 	if (dp->link_fd >= 0) {
 		sn_seterr(err, errlen, "already attached to ifindex %d",
-		       dp->ifindex);
+			  dp->ifindex);
 		return -EBUSY;
 	}
 	/*
@@ -765,8 +1034,8 @@ int sn_dp_attach(struct sn_dataplane *dp, int ifindex,
 		else if (fd == -EOPNOTSUPP && req == SN_XDP_MODE_NATIVE)
 			why = "driver has no native XDP (try generic)";
 		sn_seterr(err, errlen, "attaching XDP (%s) to ifindex %d: %s",
-		       got == SN_ATTACH_GENERIC ? "generic" : "native",
-		       ifindex, why);
+			  got == SN_ATTACH_GENERIC ? "generic" : "native",
+			  ifindex, why);
 		return fd;
 	}
 	dp->link_fd = fd;
@@ -802,21 +1071,23 @@ int sn_dp_pin(struct sn_dataplane *dp, const char *dir, char *err,
 	      size_t errlen)
 {
 	/* prog, the maps, then the link: undone in reverse on failure. */
-	const char *names[SN_N_MAPS + 2];
-	int fds[SN_N_MAPS + 2];
+	const char *names[N_MAPS + 2];
+	int fds[N_MAPS + 2];
 	char path[PATH_MAX];
 	int n = 0, done, ret;
 
+	if (strlen(dir) >= sizeof(dp->pin_dir))
+		return sn_fail(err, errlen, -ENAMETOOLONG, "pin path too long");
 	ret = mkdir_p(dir);
 	if (ret) {
 		sn_seterr(err, errlen, "creating %s: %s", dir, strerror(-ret));
 		return ret;
 	}
 	names[n] = "prog";
-	fds[n++] = sn_dp_prog_fd(dp);
-	for (int i = 0; i < SN_N_MAPS; i++) {
-		names[n] = sn_map_names[i];
-		fds[n++] = bpf_map__fd(dp_map(dp, i));
+	fds[n++] = dp->ps.prog_fd;
+	for (int i = 0; i < N_MAPS; i++) {
+		names[n] = map_names[i];
+		fds[n++] = dp->ps.fd[i];
 	}
 	if (dp->link_fd >= 0) {
 		names[n] = "link";
@@ -828,14 +1099,17 @@ int sn_dp_pin(struct sn_dataplane *dp, const char *dir, char *err,
 			ret = -errno;
 		if (ret) {
 			sn_seterr(err, errlen, "pinning %s/%s: %s", dir,
-			       names[done],
-			       ret == -EEXIST ? "already pinned (stale state? sentryctl detach)" :
-						strerror(-ret));
+				  names[done],
+				  ret == -EEXIST ? "already pinned (stale state? sentryctl detach)" :
+						   strerror(-ret));
 			break;
 		}
 	}
-	if (!ret)
+	if (!ret) {
+		snprintf(dp->pin_dir, sizeof(dp->pin_dir), "%s", dir);
+		dp->pinned = true;
 		return 0;
+	}
 	/* Leave nothing half-pinned behind. */
 	while (done-- > 0)
 		if (!join(path, sizeof(path), dir, names[done]))
@@ -845,19 +1119,45 @@ int sn_dp_pin(struct sn_dataplane *dp, const char *dir, char *err,
 
 int sn_dp_write_meta(struct sn_dataplane *dp, const struct sn_meta *meta)
 {
-	uint32_t key = 0;
+	const struct sn_meta keep = dp->meta;
 
-	return bpf_map_update_elem(bpf_map__fd(dp->skel->maps.sn_meta), &key,
-				   meta, BPF_ANY);
+	dp->meta = *meta;
+	/* The state fields are ours. */
+	dp->meta.reloads = keep.reloads;
+	return store_meta(dp);
+}
+
+const struct sn_meta *sn_dp_meta(const struct sn_dataplane *dp)
+{
+	return &dp->meta;
+}
+
+int sn_dp_map_fd(const struct sn_dataplane *dp, const char *name)
+{
+	for (int i = 0; i < N_MAPS; i++)
+		if (!strcmp(map_names[i], name))
+			return dp->ps.fd[i];
+	return -ENOENT;
 }
 
 int sn_dp_prog_fd(const struct sn_dataplane *dp)
 {
-	return bpf_program__fd(dp->skel->progs.sentry_xdp);
+	return dp->ps.prog_fd;
 }
 
-/* Sum per-CPU counters of ids [0, n); ids past the map read as 0. */
-static int read_counters(int fd, struct sn_counter *out, uint32_t n)
+uint32_t sn_dp_generation(const struct sn_dataplane *dp)
+{
+	return dp->gen;
+}
+
+const struct sn_pop *sn_dp_pop(const struct sn_dataplane *dp)
+{
+	return &dp->pop;
+}
+
+/* Sum per-CPU counters of slot[id] for ids [0, n); no slot reads as 0. */
+static int read_counters(int fd, const uint32_t *slot, uint32_t n_slot,
+			 struct sn_counter *out, uint32_t n)
 {
 	int ncpu = libbpf_num_possible_cpus();
 	struct sn_counter *percpu;
@@ -870,8 +1170,13 @@ static int read_counters(int fd, struct sn_counter *out, uint32_t n)
 	if (!percpu)
 		return -ENOMEM;
 	for (uint32_t id = 0; id < n; id++) {
+		uint32_t s = id < n_slot ? slot[id] : id < SN_RULE_FIRST ? id :
+								      UINT32_MAX;
+
 		memset(&out[id], 0, sizeof(out[id]));
-		ret = bpf_map_lookup_elem(fd, &id, percpu);
+		if (s == UINT32_MAX)
+			continue;
+		ret = bpf_map_lookup_elem(fd, &s, percpu);
 		if (ret == -ENOENT) {
 			ret = 0;
 			continue;
@@ -890,7 +1195,8 @@ static int read_counters(int fd, struct sn_counter *out, uint32_t n)
 int sn_dp_read_counters(const struct sn_dataplane *dp, struct sn_counter *out,
 			uint32_t n)
 {
-	return read_counters(bpf_map__fd(dp->skel->maps.sn_counters), out, n);
+	return read_counters(dp->ps.fd[M_COUNTERS], dp->pop.rule_slot,
+			     dp->pop.n_rules, out, n);
 }
 
 void sn_dp_close(struct sn_dataplane *dp)
@@ -900,11 +1206,178 @@ void sn_dp_close(struct sn_dataplane *dp)
 	/* An unpinned link detaches here; a pinned one keeps enforcing. */
 	if (dp->link_fd >= 0)
 		close(dp->link_fd);
-	sentry_xdp__destroy(dp->skel);
+	progset_close(&dp->ps);
+	if (dp->sync_outer >= 0)
+		close(dp->sync_outer);
+	if (dp->sync_inner >= 0)
+		close(dp->sync_inner);
+	sn_pop_free(&dp->pop);
 	free(dp);
 }
 
-/* ---- pinned state, without the daemon ---------------------------------- */
+/* ---- whole generations: full rewrite, read back ------------------------------------ */
+
+/* Read n entries of an array map (keys 0..n-1) into buf. */
+static int read_array(int fd, uint32_t n, size_t esz, unsigned char *buf)
+{
+	uint32_t *keys = malloc(((size_t)n + 1) * sizeof(*keys));
+	uint32_t in_batch = 0, out_batch = 0, count, done = 0;
+	bool batched = true;
+	int ret = 0;
+
+	if (!keys)
+		return -ENOMEM;
+	while (done < n) {
+		LIBBPF_OPTS(bpf_map_batch_opts, o);
+
+		count = n - done;
+		ret = bpf_map_lookup_batch(fd, done ? &in_batch : NULL, &out_batch,
+					   keys + done, buf + (size_t)done * esz,
+					   &count, &o);
+		if (ret && ret != -ENOENT)
+			break;
+		done += count;
+		if (ret == -ENOENT || !count) {
+			ret = 0;
+			break;
+		}
+		in_batch = out_batch;
+	}
+	if (ret || done < n)
+		batched = false;
+	for (uint32_t i = 0; batched && i < n; i++)
+		batched = keys[i] == i;
+	ret = 0;
+	/* No batch support (or not in key order): one by one. */
+	for (uint32_t i = 0; !batched && i < n && !ret; i++)
+		ret = bpf_map_lookup_elem(fd, &i, buf + (size_t)i * esz) ? -errno : 0;
+	free(keys);
+	return ret;
+}
+
+static int ent_cmp(const void *a, const void *b)
+{
+	const struct sn_pop_lpm_ent *x = a, *y = b;
+	int c = memcmp(x->addr, y->addr, 16);
+
+	return c ? c : (int)x->len - (int)y->len;
+}
+
+/* Every entry of an LPM trie, sorted. */
+static int read_lpm(int fd, int f, struct sn_pop_lpm_ent **out, size_t *n_out)
+{
+	unsigned char key[sizeof(struct sn_lpm_v6_key)], next[sizeof(key)];
+	const size_t ksz = f ? sizeof(struct sn_lpm_v6_key) :
+			       sizeof(struct sn_lpm_v4_key);
+	struct sn_pop_lpm_ent *v = NULL;
+	size_t n = 0, cap = 0;
+	void *prev = NULL;
+
+	for (;;) {
+		uint32_t cls;
+
+		if (bpf_map_get_next_key(fd, prev, next)) {
+			if (errno == ENOENT)
+				break;
+			free(v);
+			return -errno;
+		}
+		memcpy(key, next, ksz);
+		prev = key;
+		if (bpf_map_lookup_elem(fd, key, &cls))
+			continue;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 256;
+			struct sn_pop_lpm_ent *nv = realloc(v, cap * sizeof(*v));
+
+			if (!nv) {
+				free(v);
+				return -ENOMEM;
+			}
+			v = nv;
+		}
+		memset(&v[n], 0, sizeof(v[n]));
+		memcpy(&v[n].len, key, 1); /* prefixlen, little endian, <= 128 */
+		memcpy(v[n].addr, key + 4, f ? 16 : 4);
+		v[n].cls = cls;
+		n++;
+	}
+	if (n)
+		qsort(v, n, sizeof(*v), ent_cmp);
+	*out = v;
+	*n_out = n;
+	return 0;
+}
+
+/* Make an LPM trie hold exactly want[0..n). */
+static int lpm_make_equal(int fd, int f, const struct sn_pop_lpm_ent *want,
+			  size_t n)
+{
+	struct sn_pop_lpm_ent *have = NULL;
+	unsigned char key[sizeof(struct sn_lpm_v6_key)];
+	size_t nh = 0, i = 0, j = 0;
+	int ret = read_lpm(fd, f, &have, &nh);
+
+	while (!ret && (i < nh || j < n)) {
+		int c = i == nh ? 1 : j == n ? -1 : ent_cmp(&have[i], &want[j]);
+
+		if (c < 0) {
+			lpm_key(f, &have[i++], key);
+			ret = bpf_map_delete_elem(fd, key);
+			if (ret == -ENOENT)
+				ret = 0;
+		} else {
+			if (c > 0 || have[i].cls != want[j].cls) {
+				lpm_key(f, &want[j], key);
+				ret = bpf_map_update_elem(fd, key, &want[j].cls,
+							  BPF_ANY);
+			}
+			if (c == 0)
+				i++;
+			j++;
+		}
+	}
+	free(have);
+	return ret;
+}
+
+static int write_gen_full(const int fd[N_MAPS], struct sn_pop *p, uint32_t gen,
+			  char *err, size_t errlen)
+{
+	static const int lpm_map[2][2] = { { M_LPM4_0, M_LPM4_1 },
+					   { M_LPM6_0, M_LPM6_1 } };
+	int ret = 0;
+
+	for (int i = 0; i < SN_PA_N && !ret; i++) {
+		const struct sn_pop_array *a = &p->a[i];
+		uint32_t *keys = malloc((a->cap ? a->cap : 1) * sizeof(*keys));
+
+		if (!keys)
+			return sn_fail(err, errlen, -ENOMEM, "out of memory");
+		for (uint32_t k = 0; k < a->cap; k++)
+			keys[k] = gen * a->cap + k;
+		for (uint32_t done = 0; done < a->cap && !ret; done += SN_BATCH) {
+			uint32_t n = a->cap - done < SN_BATCH ? a->cap - done : SN_BATCH;
+
+			ret = batch_update(fd[map_of_pa[i]], keys + done,
+					   a->v + (size_t)done * a->esz, a->esz, n);
+		}
+		free(keys);
+		if (ret)
+			return sn_fail(err, errlen, ret, "rewriting %s: %s",
+				       map_names[map_of_pa[i]], strerror(-ret));
+	}
+	for (int f = 0; f < 2 && !ret; f++) {
+		ret = lpm_make_equal(fd[lpm_map[f][gen]], f, p->lpm[f].v,
+				     p->lpm[f].n);
+		if (ret)
+			return sn_fail(err, errlen, ret, "rewriting %s: %s",
+				       map_names[lpm_map[f][gen]], strerror(-ret));
+	}
+	return 0;
+}
+
+/* ---- adoption ------------------------------------------------------------------------ */
 
 static int pinned_get(const char *dir, const char *name)
 {
@@ -917,6 +1390,250 @@ static int pinned_get(const char *dir, const char *name)
 	return fd < 0 ? -errno : fd;
 }
 
+static uint32_t prog_id_of(int fd)
+{
+	struct bpf_prog_info info = { 0 };
+	uint32_t len = sizeof(info);
+
+	return bpf_obj_get_info_by_fd(fd, &info, &len) ? 0 : info.id;
+}
+
+static int map_entries(int fd, uint32_t *entries)
+{
+	struct bpf_map_info info = { 0 };
+	uint32_t len = sizeof(info);
+
+	if (bpf_obj_get_info_by_fd(fd, &info, &len))
+		return -errno;
+	*entries = info.max_entries;
+	return 0;
+}
+
+/*
+ * A replacement a crash left half-way: prog_new is pinned.  If the link
+ * runs it, the swap happened: move every *_new over its name.  If not,
+ * remove them: the old objects still enforce.
+ */
+static void settle_replacement(const char *dir)
+{
+	int nfd = pinned_get(dir, "prog_new"), lfd;
+	bool done = false;
+
+	if (nfd < 0)
+		return;
+	lfd = pinned_get(dir, "link");
+	if (lfd >= 0) {
+		struct bpf_link_info li = { 0 };
+		uint32_t len = sizeof(li);
+
+		if (!bpf_obj_get_info_by_fd(lfd, &li, &len))
+			done = li.prog_id == prog_id_of(nfd);
+		close(lfd);
+	}
+	close(nfd);
+	if (done) {
+		promote(dir, "prog");
+		for (int i = 0; i < N_MAPS; i++)
+			promote(dir, map_names[i]);
+	} else {
+		unpin_obj(dir, "prog", "_new");
+		for (int i = 0; i < N_MAPS; i++)
+			unpin_obj(dir, map_names[i], "_new");
+	}
+}
+
+/*
+ * Read an array map's two generations: the active one into the
+ * population, the standby brought level with it.
+ */
+static int adopt_array(struct sn_dataplane *dp, int m, char *err, size_t errlen)
+{
+	struct sn_pop_array *a = &dp->pop.a[pa_of[m]];
+	const uint32_t cap = a->cap, act = dp->gen, sb = dp->gen ^ 1;
+	unsigned char *buf = malloc((size_t)2 * cap * a->esz + 1);
+	uint32_t *keys = NULL;
+	unsigned char *vals = NULL;
+	uint32_t n = 0;
+	int ret;
+
+	if (!buf)
+		return sn_fail(err, errlen, -ENOMEM, "out of memory");
+	ret = read_array(dp->ps.fd[m], 2 * cap, a->esz, buf);
+	if (ret) {
+		free(buf);
+		return sn_fail(err, errlen, ret, "reading %s: %s", map_names[m],
+			       strerror(-ret));
+	}
+	memcpy(a->v, buf + (size_t)act * cap * a->esz, (size_t)cap * a->esz);
+	keys = malloc(cap * sizeof(*keys) + 1);
+	vals = malloc((size_t)cap * a->esz + 1);
+	if (!keys || !vals) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	for (uint32_t i = 0; i < cap; i++) {
+		const unsigned char *x = buf + ((size_t)act * cap + i) * a->esz;
+		const unsigned char *y = buf + ((size_t)sb * cap + i) * a->esz;
+
+		if (memcmp(x, y, a->esz)) {
+			keys[n] = sb * cap + i;
+			memcpy(vals + (size_t)n * a->esz, x, a->esz);
+			n++;
+		}
+	}
+	ret = batch_update(dp->ps.fd[m], keys, vals, a->esz, n);
+	if (ret)
+		sn_seterr(err, errlen, "levelling %s: %s", map_names[m],
+			  strerror(-ret));
+out:
+	free(buf);
+	free(keys);
+	free(vals);
+	return ret;
+}
+
+int sn_dp_adopt(const char *dir, struct sn_dataplane **out, char *err,
+		size_t errlen)
+{
+	static const int lpm_map[2][2] = { { M_LPM4_0, M_LPM4_1 },
+					   { M_LPM6_0, M_LPM6_1 } };
+	struct sn_dataplane *dp;
+	struct sn_meta meta = { 0 };
+	struct sn_pop_geom g = { 0 };
+	struct stat st;
+	uint32_t e = 0, gen = 0;
+	int ret;
+
+	*out = NULL;
+	if (stat(dir, &st))
+		return sn_fail(err, errlen, -errno, "%s: %s", dir, strerror(errno));
+	settle_replacement(dir);
+	ret = sn_pinned_read_meta(dir, &meta);
+	if (ret)
+		return sn_fail(err, errlen, ret, "%s/sn_meta: %s", dir,
+			       strerror(-ret));
+	if (meta.state_version != SN_STATE_VERSION)
+		return sn_fail(err, errlen, -EPROTO,
+			       "pinned state of layout version %u, this sentryd "
+			       "adopts version %u", meta.state_version,
+			       SN_STATE_VERSION);
+	dp = dp_new();
+	if (!dp)
+		return sn_fail(err, errlen, -ENOMEM, "out of memory");
+	dp->meta = meta;
+	dp->ps.prog_fd = pinned_get(dir, "prog");
+	ret = dp->ps.prog_fd < 0 ? dp->ps.prog_fd : 0;
+	if (ret) {
+		sn_seterr(err, errlen, "%s/prog: %s", dir, strerror(-ret));
+		goto fail;
+	}
+	for (int i = 0; i < N_MAPS && !ret; i++) {
+		dp->ps.fd[i] = pinned_get(dir, map_names[i]);
+		if (dp->ps.fd[i] < 0) {
+			ret = dp->ps.fd[i];
+			sn_seterr(err, errlen, "%s/%s: %s", dir, map_names[i],
+				  strerror(-ret));
+		}
+	}
+	if (ret)
+		goto fail;
+	dp->link_fd = pinned_get(dir, "link");
+	if (dp->link_fd < 0) {
+		ret = dp->link_fd;
+		sn_seterr(err, errlen, "%s/link: %s (not enforcing: detach and "
+			  "start again)", dir, strerror(-ret));
+		goto fail;
+	}
+	/* The geometry, from the maps themselves. */
+	g.l4_stride = meta.l4_stride;
+	g.port_tables = meta.port_tables;
+	for (int i = 0; i < N_MAPS && !ret; i++) {
+		ret = map_entries(dp->ps.fd[i], &e);
+		if (ret)
+			break;
+		if (pa_of[i] >= 0)
+			g.cap[pa_of[i]] = e / SN_GENS;
+		else if (i == M_LPM4_0)
+			g.cap_lpm[0] = e;
+		else if (i == M_LPM6_0)
+			g.cap_lpm[1] = e;
+		else if (i == M_COUNTERS)
+			g.cap_slots = e;
+	}
+	if (ret || !g.l4_stride || g.cap[SN_PA_DECISIONS] % g.l4_stride) {
+		ret = ret ? ret : -EINVAL;
+		sn_seterr(err, errlen, "pinned maps do not match sn_meta");
+		goto fail;
+	}
+	ret = sn_pop_init(&dp->pop, &g);
+	if (ret) {
+		sn_seterr(err, errlen, "pinned maps of an unexpected shape");
+		goto fail;
+	}
+	/* Whatever a dead daemon flipped has been read to the end. */
+	ret = dp_sync(dp);
+	if (ret) {
+		sn_seterr(err, errlen, "waiting for a grace period: %s",
+			  strerror(-ret));
+		goto fail;
+	}
+	{
+		uint32_t key = 0;
+
+		if (bpf_map_lookup_elem(dp->ps.fd[M_GEN], &key, &gen)) {
+			ret = -errno;
+			sn_seterr(err, errlen, "reading sn_gen: %s", strerror(-ret));
+			goto fail;
+		}
+	}
+	dp->gen = gen & 1;
+	for (int m = 0; m < N_MAPS && !ret; m++)
+		if (pa_of[m] >= 0)
+			ret = adopt_array(dp, m, err, errlen);
+	for (int f = 0; f < 2 && !ret; f++) {
+		struct sn_pop_lpm *l = &dp->pop.lpm[f];
+
+		ret = read_lpm(dp->ps.fd[lpm_map[f][dp->gen]], f, &l->v, &l->n);
+		l->cap = l->n;
+		if (!ret)
+			ret = lpm_make_equal(dp->ps.fd[lpm_map[f][dp->gen ^ 1]], f,
+					     l->v, l->n);
+		if (ret)
+			sn_seterr(err, errlen, "reading/levelling the IPv%d LPM "
+				  "tries: %s", f ? 6 : 4, strerror(-ret));
+	}
+	if (ret)
+		goto fail;
+	ret = read_array(dp->ps.fd[M_SLOTS], g.cap_slots, sizeof(struct sn_slot),
+			 (unsigned char *)dp->pop.slots);
+	if (ret) {
+		sn_seterr(err, errlen, "reading sn_slots: %s", strerror(-ret));
+		goto fail;
+	}
+	for (uint32_t i = 0; i < SN_RULE_FIRST; i++)
+		dp->pop.slots[i] = (struct sn_slot){ .identity = i, .rule_id = i,
+						     .flags = SN_SLOT_USED };
+	/* Inconsistent content only costs the stable ids (all rewritten). */
+	if (sn_pop_derive(&dp->pop, NULL, 0) == -ENOMEM) {
+		ret = -ENOMEM;
+		sn_seterr(err, errlen, "out of memory");
+		goto fail;
+	}
+	dp->ifindex = (int)meta.ifindex;
+	dp->mode = (enum sn_attach_mode)meta.attach_mode;
+	dp->need_replace = memcmp(meta.prog_tag, dp->tag, sizeof(dp->tag)) != 0;
+	snprintf(dp->pin_dir, sizeof(dp->pin_dir), "%s", dir);
+	dp->pinned = true;
+	*out = dp;
+	return 0;
+fail:
+	/* Never detaches: the pinned link keeps enforcing. */
+	sn_dp_close(dp);
+	return ret;
+}
+
+/* ---- pinned state, without the daemon ---------------------------------- */
+
 int sn_pinned_read_meta(const char *dir, struct sn_meta *meta)
 {
 	uint32_t key = 0;
@@ -924,6 +1641,7 @@ int sn_pinned_read_meta(const char *dir, struct sn_meta *meta)
 
 	if (fd < 0)
 		return fd;
+	memset(meta, 0, sizeof(*meta));
 	ret = bpf_map_lookup_elem(fd, &key, meta) ? -errno : 0;
 	close(fd);
 	return ret;
@@ -932,11 +1650,42 @@ int sn_pinned_read_meta(const char *dir, struct sn_meta *meta)
 int sn_pinned_read_counters(const char *dir, struct sn_counter *out,
 			    uint32_t n)
 {
-	int fd = pinned_get(dir, "sn_counters"), ret;
+	int fd = pinned_get(dir, "sn_counters"), sfd, ret;
+	uint32_t *slot = NULL, cap = 0;
 
 	if (fd < 0)
 		return fd;
-	ret = read_counters(fd, out, n);
+	sfd = pinned_get(dir, "sn_slots");
+	if (sfd >= 0 && !map_entries(sfd, &cap) && cap) {
+		struct sn_slot *s = malloc(cap * sizeof(*s));
+
+		slot = malloc(n * sizeof(*slot) + 1);
+		if (s && slot && !read_array(sfd, cap, sizeof(*s), (void *)s)) {
+			for (uint32_t i = 0; i < n; i++)
+				slot[i] = i < SN_RULE_FIRST ? i : UINT32_MAX;
+			for (uint32_t k = SN_RULE_FIRST; k < cap; k++)
+				if ((s[k].flags & SN_SLOT_USED) && s[k].rule_id < n)
+					slot[s[k].rule_id] = k;
+		} else {
+			free(slot);
+			slot = NULL;
+		}
+		free(s);
+	}
+	if (sfd >= 0)
+		close(sfd);
+	if (!slot) {
+		/* State without slots: counters by rule id. */
+		slot = malloc(n * sizeof(*slot) + 1);
+		if (!slot) {
+			close(fd);
+			return -ENOMEM;
+		}
+		for (uint32_t i = 0; i < n; i++)
+			slot[i] = i;
+	}
+	ret = read_counters(fd, slot, n, out, n);
+	free(slot);
 	close(fd);
 	return ret;
 }
@@ -971,9 +1720,23 @@ static int detach_links_of_prog(int prog_fd)
 	return detached;
 }
 
+static int unlink_pin(const char *dir, const char *name, const char *suffix,
+		      char *err, size_t errlen, int ret)
+{
+	char path[PATH_MAX], full[128];
+
+	snprintf(full, sizeof(full), "%s%s", name, suffix);
+	if (join(path, sizeof(path), dir, full))
+		return ret;
+	if (unlink(path) && errno != ENOENT && !ret) {
+		ret = -errno;
+		sn_seterr(err, errlen, "unpinning %s: %s", path, strerror(errno));
+	}
+	return ret;
+}
+
 int sn_pinned_detach(const char *dir, char *err, size_t errlen)
 {
-	char path[PATH_MAX];
 	struct stat st;
 	int fd, ret = 0;
 
@@ -991,24 +1754,28 @@ int sn_pinned_detach(const char *dir, char *err, size_t errlen)
 		if (bpf_link_detach(fd)) {
 			ret = -errno;
 			sn_seterr(err, errlen, "detaching %s/link: %s", dir,
-			       strerror(errno));
+				  strerror(errno));
 		}
 		close(fd);
 	} else {
 		/*
-		 * Without a link pin, look the link up by our program.  A
-		 * program attached the legacy netlink way would stay: we
-		 * never attach that way.
+		 * Without a link pin, look the link up by our program (and a
+		 * half-swapped replacement's).  A program attached the
+		 * legacy netlink way would stay: we never attach that way.
 		 */
-		fd = pinned_get(dir, "prog");
-		if (fd >= 0) {
+		static const char *const progs[] = { "prog", "prog_new" };
+
+		for (int k = 0; k < 2 && !ret; k++) {
+			fd = pinned_get(dir, progs[k]);
+			if (fd < 0)
+				continue;
 			int r = detach_links_of_prog(fd);
 
 			if (r < 0) {
 				ret = r;
 				sn_seterr(err, errlen,
-				       "looking for links of %s/prog: %s", dir,
-				       strerror(-r));
+					  "looking for links of %s/%s: %s", dir,
+					  progs[k], strerror(-r));
 			}
 			close(fd);
 		}
@@ -1016,23 +1783,20 @@ int sn_pinned_detach(const char *dir, char *err, size_t errlen)
 	if (ret)
 		return ret; /* keep the pins: the program may still run */
 
-	const char *names[] = { "link", "prog" };
-	for (size_t i = 0; i < 2 + SN_N_MAPS; i++) {
-		const char *name = i < 2 ? names[i] : sn_map_names[i - 2];
-
-		if (join(path, sizeof(path), dir, name))
-			continue;
-		if (unlink(path) && errno != ENOENT && !ret) {
-			ret = -errno;
-			sn_seterr(err, errlen, "unpinning %s: %s", path,
-			       strerror(errno));
-		}
+	ret = unlink_pin(dir, "link", "", err, errlen, ret);
+	ret = unlink_pin(dir, "prog", "", err, errlen, ret);
+	ret = unlink_pin(dir, "prog", "_new", err, errlen, ret);
+	for (int i = 0; i < N_MAPS; i++) {
+		ret = unlink_pin(dir, map_names[i], "", err, errlen, ret);
+		ret = unlink_pin(dir, map_names[i], "_new", err, errlen, ret);
 	}
+	for (size_t i = 0; i < sizeof(legacy_names) / sizeof(legacy_names[0]); i++)
+		ret = unlink_pin(dir, legacy_names[i], "", err, errlen, ret);
 	if (!ret && rmdir(dir)) {
 		ret = -errno;
 		sn_seterr(err, errlen, "removing %s: %s%s", dir, strerror(errno),
-		       errno == ENOTEMPTY ? " (files 47Sentry did not pin)" :
-					    "");
+			  errno == ENOTEMPTY ? " (files 47Sentry did not pin)" :
+					       "");
 	}
 	return ret;
 }

@@ -2,11 +2,14 @@
 /*
  * 47Sentry XDP classifier.
  *
- * Per packet: parse once, one source lookup (by family: the range trie or
- * LPM trie the compiler chose, SPEC.md 4) -> source class, one
- * L4 class (sn_proto, and sn_ports for a port-table protocol), one decision
- * lookup, one per-CPU counter update.  The work is the same for 1 rule or
- * 100k rules: the compiler folded the policy into these tables.
+ * Per packet: parse once, read the active generation (sn_gen, SPEC.md
+ * 4.3) once, one source lookup (by family: the range trie or LPM trie the
+ * compiler chose, SPEC.md 4) -> source class, one L4 class (sn_proto, and
+ * sn_ports for a port-table protocol), one decision lookup, one per-CPU
+ * counter update.  Every lookup of a packet is in the generation read at
+ * its start, so a reload that flips sn_gen never shows a packet a mix of
+ * two policies.  The work is the same for 1 rule or 100k rules: the
+ * compiler folded the policy into these tables.
  *
  * Packet classes (SPEC.md "Packet classes" is copied from this list; keep
  * them in step):
@@ -88,14 +91,41 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 const volatile __u32 sn_l4_stride = 1;
 const volatile __u32 sn_port_tables = 0;
 
-/* max_entries below are placeholders: the loader sizes them from the image. */
+/*
+ * Generations (bpf/sentry_abi.h, SPEC.md 4.3): entries per generation of
+ * each classification array, set by the loader.  Generation g of a map
+ * holds its entries at [g * cap, (g + 1) * cap); indexes inside entries
+ * (trie children, first ranges) are relative to the generation, so both
+ * generations hold the same bytes.
+ */
+const volatile __u32 sn_cap_decisions = 32;
+const volatile __u32 sn_cap_limits = 32;
+const volatile __u32 sn_cap_src4_nodes = 32;
+const volatile __u32 sn_cap_src4_ranges = 32;
+const volatile __u32 sn_cap_src6_nodes = 32;
+const volatile __u32 sn_cap_src6_ranges = 32;
+#define SN_CAP_PROTO 256u
+#define SN_CAP_PORTS (SN_PORT_TABLES * SN_PORTS_PER_TABLE)
+
+/* sn_gen[0] & 1: the active generation, flipped by the loader. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} sn_gen SEC(".maps");
+
+/*
+ * max_entries below are placeholders: the loader sizes them from the
+ * image, two generations each.  The LPM tries are one map per generation.
+ */
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, 64);
 	__type(key, struct sn_lpm_v4_key);
 	__type(value, __u32);
-} sn_lpm_v4 SEC(".maps");
+} sn_lpm4_g0 SEC(".maps"), sn_lpm4_g1 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
@@ -103,7 +133,7 @@ struct {
 	__uint(max_entries, 64);
 	__type(key, struct sn_lpm_v6_key);
 	__type(value, __u32);
-} sn_lpm_v6 SEC(".maps");
+} sn_lpm6_g0 SEC(".maps"), sn_lpm6_g1 SEC(".maps");
 
 /*
  * The range tries (bpf/sentry_abi.h, SPEC.md 4): what the compiler chose
@@ -140,14 +170,14 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 256);
+	__uint(max_entries, SN_GENS * SN_CAP_PROTO);
 	__type(key, __u32);
 	__type(value, struct sn_proto_entry);
 } sn_proto SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, SN_PORT_TABLES * SN_PORTS_PER_TABLE);
+	__uint(max_entries, SN_GENS * SN_CAP_PORTS);
 	__type(key, __u32);
 	__type(value, __u32);
 } sn_ports SEC(".maps");
@@ -172,6 +202,14 @@ struct {
 	__type(key, __u32);
 	__type(value, struct sn_meta);
 } sn_meta SEC(".maps");
+
+/* Which rule holds each counter slot (userspace only, SPEC.md 6.2). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 64);
+	__type(key, __u32);
+	__type(value, struct sn_slot);
+} sn_slots SEC(".maps");
 
 /* ---- rate limits (SPEC.md 2.4): configuration, buckets, creation budget -- */
 
@@ -258,6 +296,7 @@ struct sn_l3 {
 	__u32 proto;     /* IP protocol / final IPv6 next header */
 	__u32 frag_off;  /* fragment offset, 8-byte units; != 0: non-first */
 	__u32 family;    /* 4 or 6: the rate-limit key */
+	__u32 gen;       /* the generation every lookup of the packet uses */
 	__u8 src[16];    /* source address; IPv4 in the first 4 bytes */
 };
 
@@ -413,8 +452,9 @@ __noinline int sn_limit(const struct sn_l3 *l3, __u32 idx)
 	__u64 now, last, add, old, cap;
 	__u32 len, i;
 
-	if (!l3)
+	if (!l3 || idx >= sn_cap_limits)
 		return SN_LIMIT_ABORT;
+	idx += (l3->gen & 1) * sn_cap_limits;
 	c = bpf_map_lookup_elem(&sn_limits, &idx);
 	if (!c)
 		return SN_LIMIT_ABORT;
@@ -484,12 +524,13 @@ __noinline int sn_decide(struct xdp_md *ctx, const struct sn_l3 *l3)
 {
 	struct sn_proto_entry *pe;
 	struct sn_decision *d;
-	__u32 proto, table, idx, l4, need, *cls;
+	__u32 proto, table, idx, l4, need, *cls, gen;
 	__u16 *dport;
 
 	if (!l3)
 		return XDP_ABORTED;
 	proto = l3->proto & 0xff;
+	gen = l3->gen & 1;
 
 	if (l3->frag_off) {
 		/* RFC 1858: a TCP fragment at offset 8 rewrites TCP flags. */
@@ -501,7 +542,8 @@ __noinline int sn_decide(struct xdp_md *ctx, const struct sn_l3 *l3)
 			return malformed(ctx);
 	}
 
-	pe = bpf_map_lookup_elem(&sn_proto, &proto);
+	idx = gen * SN_CAP_PROTO + proto;
+	pe = bpf_map_lookup_elem(&sn_proto, &idx);
 	if (!pe)
 		return XDP_ABORTED;
 	l4 = pe->l4_noport;
@@ -518,7 +560,8 @@ __noinline int sn_decide(struct xdp_md *ctx, const struct sn_l3 *l3)
 		dport = pkt_ptr(ctx, l3->l4_off + 2, sizeof(*dport));
 		if (!dport)
 			return malformed(ctx); /* a port table without min len */
-		idx = (table - 1) * SN_PORTS_PER_TABLE + bpf_ntohs(*dport);
+		idx = gen * SN_CAP_PORTS + (table - 1) * SN_PORTS_PER_TABLE +
+		      bpf_ntohs(*dport);
 		cls = bpf_map_lookup_elem(&sn_ports, &idx);
 		if (!cls)
 			return XDP_ABORTED;
@@ -528,6 +571,9 @@ __noinline int sn_decide(struct xdp_md *ctx, const struct sn_l3 *l3)
 		return XDP_ABORTED;
 
 	idx = l3->src_class * sn_l4_stride + l4;
+	if (idx >= sn_cap_decisions)
+		return XDP_ABORTED;
+	idx += gen * sn_cap_decisions;
 	d = bpf_map_lookup_elem(&sn_decisions, &idx);
 	if (!d)
 		return XDP_ABORTED;
@@ -563,10 +609,15 @@ __noinline int sn_decide(struct xdp_md *ctx, const struct sn_l3 *l3)
  * Entry of nodes[idx], or SN_SRC_USE_LPM as "missing" (never a valid
  * entry below the root).
  */
-static __always_inline __u32 src_entry(void *nodes, __u32 idx)
+static __always_inline __u32 src_entry(void *nodes, __u32 base, __u32 cap,
+				       __u32 idx)
 {
-	__u32 *e = bpf_map_lookup_elem(nodes, &idx);
+	__u32 *e;
 
+	if (idx >= cap)
+		return SN_SRC_USE_LPM;
+	idx += base;
+	e = bpf_map_lookup_elem(nodes, &idx);
 	return e ? *e : SN_SRC_USE_LPM;
 }
 
@@ -576,12 +627,14 @@ static __always_inline __u32 src_entry(void *nodes, __u32 idx)
  * of at most SN_SRC_LEAF_MAX ranges, then take the last of them that
  * starts at or before the address.  compiler/srcmap.c walks the same.
  */
-__noinline int sn_src_class_v4(__u32 addr)
+__noinline int sn_src_class_v4(__u32 addr, __u32 gen)
 {
+	const __u32 nbase = (gen & 1) * sn_cap_src4_nodes;
+	const __u32 rbase = (gen & 1) * sn_cap_src4_ranges;
 	struct sn_src_range_v4 *r;
 	__u32 e, d = 0, first, n, idx, cls, i;
 
-	e = src_entry(&sn_src4_nodes, 0);
+	e = src_entry(&sn_src4_nodes, nbase, sn_cap_src4_nodes, 0);
 	if (e == SN_SRC_USE_LPM)
 		return SN_SRC_LPM;
 	for (i = 1; i < SN_SRC_MAX_READS_V4 && (e & SN_SRC_CHILD); i++) {
@@ -590,7 +643,7 @@ __noinline int sn_src_class_v4(__u32 addr)
 
 		if (d + s > 32)
 			return SN_SRC_ABORT;
-		e = src_entry(&sn_src4_nodes,
+		e = src_entry(&sn_src4_nodes, nbase, sn_cap_src4_nodes,
 			      (e & SN_SRC_INDEX_MASK) + (__u32)(window >> (64 - s)));
 		if (e == SN_SRC_USE_LPM)
 			return SN_SRC_ABORT;
@@ -608,12 +661,15 @@ __noinline int sn_src_class_v4(__u32 addr)
 	n = ((e >> SN_SRC_SPAN_SHIFT) & SN_SRC_SPAN_MASK) + 1;
 	if (n == 1)
 		return (int)first; /* a one-range leaf is the class itself */
-	r = bpf_map_lookup_elem(&sn_src4_ranges, &first);
+	if (first + n > sn_cap_src4_ranges)
+		return SN_SRC_ABORT;
+	idx = rbase + first;
+	r = bpf_map_lookup_elem(&sn_src4_ranges, &idx);
 	if (!r)
 		return SN_SRC_ABORT;
 	cls = r->class_id;
 	for (i = 1; i < SN_SRC_LEAF_MAX && i < n; i++) {
-		idx = first + i;
+		idx = rbase + first + i;
 		r = bpf_map_lookup_elem(&sn_src4_ranges, &idx);
 		if (!r)
 			return SN_SRC_ABORT;
@@ -625,12 +681,14 @@ __noinline int sn_src_class_v4(__u32 addr)
 }
 
 /* The same for IPv6: the address as two host-order halves. */
-__noinline int sn_src_class_v6(__u64 ahi, __u64 alo)
+__noinline int sn_src_class_v6(__u64 ahi, __u64 alo, __u32 gen)
 {
+	const __u32 nbase = (gen & 1) * sn_cap_src6_nodes;
+	const __u32 rbase = (gen & 1) * sn_cap_src6_ranges;
 	struct sn_src_range_v6 *r;
 	__u32 e, d = 0, first, n, idx, cls, i;
 
-	e = src_entry(&sn_src6_nodes, 0);
+	e = src_entry(&sn_src6_nodes, nbase, sn_cap_src6_nodes, 0);
 	if (e == SN_SRC_USE_LPM)
 		return SN_SRC_LPM;
 	for (i = 1; i < SN_SRC_MAX_READS_V6 && (e & SN_SRC_CHILD); i++) {
@@ -646,7 +704,7 @@ __noinline int sn_src_class_v6(__u64 ahi, __u64 alo)
 			window = ahi << d | alo >> (64 - d);
 		else
 			window = alo << (d - 64);
-		e = src_entry(&sn_src6_nodes,
+		e = src_entry(&sn_src6_nodes, nbase, sn_cap_src6_nodes,
 			      (e & SN_SRC_INDEX_MASK) + (__u32)(window >> (64 - s)));
 		if (e == SN_SRC_USE_LPM)
 			return SN_SRC_ABORT;
@@ -658,12 +716,15 @@ __noinline int sn_src_class_v6(__u64 ahi, __u64 alo)
 	n = ((e >> SN_SRC_SPAN_SHIFT) & SN_SRC_SPAN_MASK) + 1;
 	if (n == 1)
 		return (int)first; /* a one-range leaf is the class itself */
-	r = bpf_map_lookup_elem(&sn_src6_ranges, &first);
+	if (first + n > sn_cap_src6_ranges)
+		return SN_SRC_ABORT;
+	idx = rbase + first;
+	r = bpf_map_lookup_elem(&sn_src6_ranges, &idx);
 	if (!r)
 		return SN_SRC_ABORT;
 	cls = r->class_id;
 	for (i = 1; i < SN_SRC_LEAF_MAX && i < n; i++) {
-		idx = first + i;
+		idx = rbase + first + i;
 		r = bpf_map_lookup_elem(&sn_src6_ranges, &idx);
 		if (!r)
 			return SN_SRC_ABORT;
@@ -674,8 +735,8 @@ __noinline int sn_src_class_v6(__u64 ahi, __u64 alo)
 	return (int)(cls & 0x7fffffff);
 }
 
-/* An IPv4 packet whose header starts at off. */
-__noinline int sn_ipv4(struct xdp_md *ctx, __u32 off)
+/* An IPv4 packet whose header starts at off, judged by generation gen. */
+__noinline int sn_ipv4(struct xdp_md *ctx, __u32 off, __u32 gen)
 {
 	struct sn_lpm_v4_key key = { .prefixlen = 32 };
 	struct sn_l3 l3 = {};
@@ -693,13 +754,15 @@ __noinline int sn_ipv4(struct xdp_md *ctx, __u32 off)
 	__builtin_memcpy(key.addr, &iph->saddr, sizeof(key.addr));
 	__builtin_memcpy(l3.src, &iph->saddr, 4);
 	l3.family = 4;
+	l3.gen = gen & 1;
 	l3.frag_off = bpf_ntohs(iph->frag_off) & IP_OFFSET_MASK;
 	l3.proto = iph->protocol;
 	l3.l4_off = off + hlen;
 
-	c = sn_src_class_v4(bpf_ntohl(iph->saddr));
+	c = sn_src_class_v4(bpf_ntohl(iph->saddr), l3.gen);
 	if (c == SN_SRC_LPM) {
-		cls = bpf_map_lookup_elem(&sn_lpm_v4, &key);
+		cls = bpf_map_lookup_elem(l3.gen ? (void *)&sn_lpm4_g1 :
+						   (void *)&sn_lpm4_g0, &key);
 		if (!cls)
 			return XDP_ABORTED;
 		c = (int)(*cls & 0x7fffffff);
@@ -724,8 +787,8 @@ static __always_inline int is_ext_hdr(__u32 nexthdr)
 	       nexthdr == IPPROTO_AH;
 }
 
-/* An IPv6 packet whose header starts at off. */
-__noinline int sn_ipv6(struct xdp_md *ctx, __u32 off)
+/* An IPv6 packet whose header starts at off, judged by generation gen. */
+__noinline int sn_ipv6(struct xdp_md *ctx, __u32 off, __u32 gen)
 {
 	struct sn_lpm_v6_key key = { .prefixlen = 128 };
 	struct sn_l3 l3 = {};
@@ -741,6 +804,7 @@ __noinline int sn_ipv6(struct xdp_md *ctx, __u32 off)
 	__builtin_memcpy(key.addr, &ip6->saddr, sizeof(key.addr));
 	__builtin_memcpy(l3.src, &ip6->saddr, 16);
 	l3.family = 6;
+	l3.gen = gen & 1;
 	nexthdr = ip6->nexthdr;
 	off += sizeof(*ip6);
 
@@ -780,9 +844,10 @@ __noinline int sn_ipv6(struct xdp_md *ctx, __u32 off)
 	l3.l4_off = off;
 	__builtin_memcpy(&ahi, key.addr, 8);
 	__builtin_memcpy(&alo, key.addr + 8, 8);
-	c = sn_src_class_v6(bpf_be64_to_cpu(ahi), bpf_be64_to_cpu(alo));
+	c = sn_src_class_v6(bpf_be64_to_cpu(ahi), bpf_be64_to_cpu(alo), l3.gen);
 	if (c == SN_SRC_LPM) {
-		cls = bpf_map_lookup_elem(&sn_lpm_v6, &key);
+		cls = bpf_map_lookup_elem(l3.gen ? (void *)&sn_lpm6_g1 :
+						   (void *)&sn_lpm6_g0, &key);
 		if (!cls)
 			return XDP_ABORTED;
 		c = (int)(*cls & 0x7fffffff);
@@ -793,12 +858,24 @@ __noinline int sn_ipv6(struct xdp_md *ctx, __u32 off)
 	return sn_decide(ctx, &l3);
 }
 
+/*
+ * The active generation, read once per packet: every lookup of the packet
+ * uses it, so a packet is judged wholly by the policy before a flip or
+ * wholly by the one after (SPEC.md 4.3).
+ */
+static __always_inline __u32 sn_active_gen(void)
+{
+	__u32 zero = 0, *g = bpf_map_lookup_elem(&sn_gen, &zero);
+
+	return g ? *(volatile __u32 *)g & 1 : 0;
+}
+
 SEC("xdp")
 int sentry_xdp(struct xdp_md *ctx)
 {
 	struct ethhdr *eth;
 	__be16 h_proto;
-	__u32 off;
+	__u32 off, gen;
 	int i;
 
 	eth = pkt_ptr(ctx, 0, sizeof(*eth));
@@ -819,10 +896,11 @@ int sentry_xdp(struct xdp_md *ctx)
 		off += sizeof(*vh);
 	}
 
+	gen = sn_active_gen();
 	if (h_proto == bpf_htons(ETH_P_IP))
-		return sn_ipv4(ctx, off);
+		return sn_ipv4(ctx, off, gen);
 	if (h_proto == bpf_htons(ETH_P_IPV6))
-		return sn_ipv6(ctx, off);
+		return sn_ipv6(ctx, off, gen);
 	if (h_proto == ETH_P_8021Q_BE || h_proto == ETH_P_8021AD_BE)
 		return malformed(ctx); /* a third VLAN tag */
 	count(SN_RULE_NON_IP, ctx);

@@ -11,6 +11,7 @@
  * Without root, BPF or network namespaces the test skips (exit 77).
  */
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <linux/bpf.h>
 #include <linux/if_link.h>
@@ -129,8 +130,13 @@ static void test_cycle(struct t *t, const struct sn_image *image,
 	snprintf(meta.ifname, sizeof(meta.ifname), "sn-a");
 	CHECK(t, sn_dp_write_meta(dp, &meta) == 0, "write meta");
 	rc = sn_pinned_read_meta(dir, &got);
-	CHECK(t, rc == 0 && !memcmp(&meta, &got, sizeof(meta)),
+	CHECK(t, rc == 0 && !memcmp(&meta, &got,
+				    offsetof(struct sn_meta, state_version)),
 	      "pinned meta differs: %d", rc);
+	CHECK(t, got.state_version == SN_STATE_VERSION &&
+			 got.l4_stride == image->constants.l4_stride,
+	      "sn_meta lacks the state fields: version %u stride %u",
+	      got.state_version, got.l4_stride);
 
 	/* Count something, then read it through both paths. */
 	LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = frame,

@@ -1,0 +1,2235 @@
+/*
+ * The population of a generation and the translation of an image into it
+ * with stable ids (pop.h says what and why).
+ */
+#include "pop.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "errmsg.h"
+
+typedef unsigned __int128 u128;
+
+/* Flattened source ranges: the class from start on. */
+struct flat {
+	u128 start;
+	uint32_t cls;
+};
+
+static const uint32_t esz_of[SN_PA_N] = {
+	[SN_PA_PROTO] = sizeof(struct sn_proto_entry),
+	[SN_PA_PORTS] = sizeof(uint32_t),
+	[SN_PA_DECISIONS] = sizeof(struct sn_decision),
+	[SN_PA_LIMITS] = sizeof(struct sn_limit_cfg),
+	[SN_PA_NODES4] = sizeof(uint32_t),
+	[SN_PA_RANGES4] = sizeof(struct sn_src_range_v4),
+	[SN_PA_NODES6] = sizeof(uint32_t),
+	[SN_PA_RANGES6] = sizeof(struct sn_src_range_v6),
+};
+
+static double now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* ---- hashing ----------------------------------------------------------- */
+
+static uint64_t mix64(uint64_t x)
+{
+	x ^= x >> 33;
+	x *= 0xff51afd7ed558ccdull;
+	x ^= x >> 33;
+	x *= 0xc4ceb9fe1a85ec53ull;
+	x ^= x >> 33;
+	return x;
+}
+
+/* FNV-1a, continued from h. */
+static uint64_t fnv(uint64_t h, const void *p, size_t n)
+{
+	const unsigned char *b = p;
+
+	for (size_t i = 0; i < n; i++) {
+		h ^= b[i];
+		h *= 0x100000001b3ull;
+	}
+	return h;
+}
+
+/* ---- u64 -> u32 hash map (pair counts, identities) ------------------------ */
+
+struct hmap {
+	uint64_t *k;
+	uint32_t *v;
+	uint8_t *used;
+	size_t cap, n;
+};
+
+static int hmap_init(struct hmap *m, size_t want)
+{
+	size_t cap = 16;
+
+	while (cap < want * 2)
+		cap *= 2;
+	m->k = malloc(cap * sizeof(*m->k));
+	m->v = malloc(cap * sizeof(*m->v));
+	m->used = calloc(cap, 1);
+	m->cap = cap;
+	m->n = 0;
+	if (!m->k || !m->v || !m->used) {
+		free(m->k);
+		free(m->v);
+		free(m->used);
+		*m = (struct hmap){ 0 };
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+static void hmap_free(struct hmap *m)
+{
+	free(m->k);
+	free(m->v);
+	free(m->used);
+	*m = (struct hmap){ 0 };
+}
+
+/* Slot of key k (existing or where it would go). */
+static size_t hmap_slot(const struct hmap *m, uint64_t k)
+{
+	size_t i = mix64(k) & (m->cap - 1);
+
+	while (m->used[i] && m->k[i] != k)
+		i = (i + 1) & (m->cap - 1);
+	return i;
+}
+
+static int hmap_grow(struct hmap *m)
+{
+	struct hmap g;
+
+	if (hmap_init(&g, m->cap))
+		return -ENOMEM;
+	for (size_t i = 0; i < m->cap; i++) {
+		if (!m->used[i])
+			continue;
+		size_t j = hmap_slot(&g, m->k[i]);
+
+		g.used[j] = 1;
+		g.k[j] = m->k[i];
+		g.v[j] = m->v[i];
+		g.n++;
+	}
+	hmap_free(m);
+	*m = g;
+	return 0;
+}
+
+/* Pointer to the value of k, inserted as 0 when absent; NULL: no memory. */
+static uint32_t *hmap_get(struct hmap *m, uint64_t k)
+{
+	size_t i;
+
+	if ((m->n + 1) * 2 > m->cap && hmap_grow(m))
+		return NULL;
+	i = hmap_slot(m, k);
+	if (!m->used[i]) {
+		m->used[i] = 1;
+		m->k[i] = k;
+		m->v[i] = 0;
+		m->n++;
+	}
+	return &m->v[i];
+}
+
+static const uint32_t *hmap_find(const struct hmap *m, uint64_t k)
+{
+	size_t i;
+
+	if (!m->cap)
+		return NULL;
+	i = hmap_slot(m, k);
+	return m->used[i] ? &m->v[i] : NULL;
+}
+
+/* ---- block indexes of a range-trie layout --------------------------------- */
+
+enum { BK_NODE = 0, BK_RANGE = 1 };
+
+/*
+ * A block of the layout, by the region of the address space it serves:
+ * a node block (2^s child entries) or a leaf's ranges, at depth d (bits
+ * consumed above it) for the addresses starting with prefix.
+ */
+struct blk {
+	u128 prefix;
+	uint32_t loc, cap;
+	uint8_t d, kind, s, used;
+};
+
+struct sn_pop_blkidx {
+	struct blk *v;
+	size_t cap, n;
+};
+
+static uint64_t region_hash(uint8_t kind, uint8_t d, u128 prefix)
+{
+	return mix64((uint64_t)(prefix >> 64) ^
+		     mix64((uint64_t)prefix ^ ((uint64_t)d << 8 | kind)));
+}
+
+static void blkidx_free(struct sn_pop_blkidx *b)
+{
+	if (!b)
+		return;
+	free(b->v);
+	free(b);
+}
+
+static int blkidx_grow(struct sn_pop_blkidx *t)
+{
+	size_t cap = t->cap ? t->cap * 2 : 64;
+	struct blk *v = calloc(cap, sizeof(*v)), *old = t->v;
+	size_t ocap = t->cap;
+
+	if (!v)
+		return -ENOMEM;
+	t->v = v;
+	t->cap = cap;
+	t->n = 0;
+	for (size_t i = 0; i < ocap; i++) {
+		if (!old[i].used)
+			continue;
+		size_t j = region_hash(old[i].kind, old[i].d, old[i].prefix) &
+			   (cap - 1);
+
+		while (v[j].used)
+			j = (j + 1) & (cap - 1);
+		v[j] = old[i];
+		t->n++;
+	}
+	free(old);
+	return 0;
+}
+
+/* Record a block (a region holds one block of a kind). */
+static int blkidx_put(struct sn_pop_blkidx *t, const struct blk *b)
+{
+	if ((t->n + 1) * 2 > t->cap && blkidx_grow(t))
+		return -ENOMEM;
+	size_t j = region_hash(b->kind, b->d, b->prefix) & (t->cap - 1);
+
+	while (t->v[j].used && !(t->v[j].kind == b->kind && t->v[j].d == b->d &&
+				 t->v[j].prefix == b->prefix))
+		j = (j + 1) & (t->cap - 1);
+	if (!t->v[j].used)
+		t->n++;
+	t->v[j] = *b;
+	t->v[j].used = 1;
+	return 0;
+}
+
+static const struct blk *blkidx_get(const struct sn_pop_blkidx *t,
+				    uint8_t kind, uint8_t d, u128 prefix)
+{
+	if (!t || !t->cap)
+		return NULL;
+	for (size_t j = region_hash(kind, d, prefix) & (t->cap - 1);
+	     t->v[j].used; j = (j + 1) & (t->cap - 1))
+		if (t->v[j].kind == kind && t->v[j].d == d &&
+		    t->v[j].prefix == prefix)
+			return &t->v[j];
+	return NULL;
+}
+
+/* ---- arrays with dirty tracking --------------------------------------------- */
+
+static int arr_init(struct sn_pop_array *a, uint32_t cap, uint32_t esz)
+{
+	*a = (struct sn_pop_array){ .cap = cap, .esz = esz };
+	a->v = calloc(cap ? cap : 1, esz);
+	a->dirty_bits = calloc(((size_t)cap + 63) / 64 + 1, sizeof(uint64_t));
+	if (!a->v || !a->dirty_bits) {
+		free(a->v);
+		free(a->dirty_bits);
+		*a = (struct sn_pop_array){ 0 };
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+static void arr_free(struct sn_pop_array *a)
+{
+	free(a->v);
+	free(a->dirty_bits);
+	free(a->dirty);
+	free(a->undo);
+	*a = (struct sn_pop_array){ 0 };
+}
+
+static int arr_grow_dirty(struct sn_pop_array *a)
+{
+	size_t cap = a->cap_dirty ? a->cap_dirty * 2 : 256;
+	uint32_t *d = realloc(a->dirty, cap * sizeof(*d));
+
+	if (!d)
+		return -ENOMEM;
+	a->dirty = d;
+	unsigned char *u = realloc(a->undo, cap * a->esz);
+
+	if (!u)
+		return -ENOMEM;
+	a->undo = u;
+	a->cap_dirty = cap;
+	return 0;
+}
+
+/* Set entry i to val; record it when it changes.  0 or -ENOMEM. */
+static inline int aset(struct sn_pop_array *a, uint32_t i, const void *val)
+{
+	unsigned char *slot = a->v + (size_t)i * a->esz;
+
+	if (!memcmp(slot, val, a->esz))
+		return 0;
+	if (!(a->dirty_bits[i / 64] & (1ull << (i % 64)))) {
+		if (a->n_dirty == a->cap_dirty && arr_grow_dirty(a))
+			return -ENOMEM;
+		a->dirty_bits[i / 64] |= 1ull << (i % 64);
+		a->dirty[a->n_dirty] = i;
+		memcpy(a->undo + a->n_dirty * a->esz, slot, a->esz);
+		a->n_dirty++;
+	}
+	memcpy(slot, val, a->esz);
+	return 0;
+}
+
+static void arr_clear_dirty(struct sn_pop_array *a)
+{
+	for (size_t k = 0; k < a->n_dirty; k++)
+		a->dirty_bits[a->dirty[k] / 64] &= ~(1ull << (a->dirty[k] % 64));
+	a->n_dirty = 0;
+}
+
+static void arr_rollback(struct sn_pop_array *a)
+{
+	for (size_t k = a->n_dirty; k-- > 0;)
+		memcpy(a->v + (size_t)a->dirty[k] * a->esz,
+		       a->undo + k * a->esz, a->esz);
+}
+
+static void *aget(const struct sn_pop_array *a, uint32_t i)
+{
+	return a->v + (size_t)i * a->esz;
+}
+
+/* ---- LPM ---------------------------------------------------------------------- */
+
+static int lpm_cmp(const struct sn_pop_lpm_ent *a, const struct sn_pop_lpm_ent *b)
+{
+	int c = memcmp(a->addr, b->addr, 16);
+
+	return c ? c : (int)a->len - (int)b->len;
+}
+
+static int lpm_push_op(struct sn_pop_lpm *l, const struct sn_pop_lpm_op *op)
+{
+	if (l->n_ops == l->cap_ops) {
+		size_t cap = l->cap_ops ? l->cap_ops * 2 : 64;
+		struct sn_pop_lpm_op *v = realloc(l->ops, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		l->ops = v;
+		l->cap_ops = cap;
+	}
+	l->ops[l->n_ops++] = *op;
+	return 0;
+}
+
+/*
+ * Make the trie hold exactly want[0..n) (sorted): record the ops and keep
+ * the old content in old_v and old_n for a rollback.
+ */
+static int lpm_set(struct sn_pop_lpm *l, struct sn_pop_lpm_ent *want, size_t n,
+		   struct sn_pop_lpm_ent **old_v, size_t *old_n)
+{
+	size_t i = 0, j = 0;
+	int rc = 0;
+
+	while (!rc && (i < l->n || j < n)) {
+		int c = i == l->n ? 1 : j == n ? -1 : lpm_cmp(&l->v[i], &want[j]);
+		struct sn_pop_lpm_op op = { 0 };
+
+		if (c < 0) {
+			op.e = l->v[i];
+			op.op = SN_LPM_DEL;
+			op.had = true;
+			op.old_cls = l->v[i].cls;
+			rc = lpm_push_op(l, &op);
+			i++;
+		} else if (c > 0) {
+			op.e = want[j];
+			op.op = SN_LPM_SET;
+			rc = lpm_push_op(l, &op);
+			j++;
+		} else {
+			if (l->v[i].cls != want[j].cls) {
+				op.e = want[j];
+				op.op = SN_LPM_SET;
+				op.had = true;
+				op.old_cls = l->v[i].cls;
+				rc = lpm_push_op(l, &op);
+			}
+			i++;
+			j++;
+		}
+	}
+	if (rc)
+		return rc;
+	*old_v = l->v;
+	*old_n = l->n;
+	l->v = want;
+	l->n = n;
+	l->cap = n;
+	return 0;
+}
+
+/* ---- init / free ----------------------------------------------------------------- */
+
+static uint32_t class_cap(const struct sn_pop_geom *g)
+{
+	return g->l4_stride ? g->cap[SN_PA_DECISIONS] / g->l4_stride : 0;
+}
+
+static void derived_free(struct sn_pop *p)
+{
+	free(p->class_used);
+	free(p->l4_used);
+	free(p->limit_used);
+	free(p->limit_ident);
+	free(p->rule_slot);
+	p->class_used = p->l4_used = p->limit_used = NULL;
+	p->limit_ident = NULL;
+	p->rule_slot = NULL;
+	p->n_rules = 0;
+	for (int f = 0; f < 2; f++) {
+		free(p->flat[f]);
+		p->flat[f] = NULL;
+		p->n_flat[f] = 0;
+		blkidx_free(p->blk[f]);
+		p->blk[f] = NULL;
+	}
+}
+
+static int derived_alloc(struct sn_pop *p)
+{
+	p->class_used = calloc(class_cap(&p->g) + 1, 1);
+	p->l4_used = calloc(p->g.l4_stride + 1, 1);
+	p->limit_used = calloc(p->g.cap[SN_PA_LIMITS] + 1, 1);
+	p->limit_ident = calloc(p->g.cap[SN_PA_LIMITS] + 1, sizeof(uint64_t));
+	p->blk[0] = calloc(1, sizeof(*p->blk[0]));
+	p->blk[1] = calloc(1, sizeof(*p->blk[1]));
+	if (!p->class_used || !p->l4_used || !p->limit_used ||
+	    !p->limit_ident || !p->blk[0] || !p->blk[1])
+		return -ENOMEM;
+	return 0;
+}
+
+static void forget_prev(struct sn_pop *p);
+
+void sn_pop_free(struct sn_pop *p)
+{
+	for (int i = 0; i < SN_PA_N; i++)
+		arr_free(&p->a[i]);
+	for (int f = 0; f < 2; f++) {
+		free(p->lpm[f].v);
+		free(p->lpm[f].ops);
+	}
+	free(p->slots);
+	free(p->slot_ops);
+	free(p->slots_zero);
+	free(p->slots_free);
+	derived_free(p);
+	forget_prev(p);
+	free(p->prev);
+	memset(p, 0, sizeof(*p));
+}
+
+static int slots_init(struct sn_pop *p)
+{
+	p->slots = calloc(p->g.cap_slots + 1, sizeof(*p->slots));
+	if (!p->slots)
+		return -ENOMEM;
+	/* The pseudo-rules hold slots 0-3 for good. */
+	for (uint32_t i = 0; i < SN_RULE_FIRST && i < p->g.cap_slots; i++)
+		p->slots[i] = (struct sn_slot){ .identity = i, .rule_id = i,
+						.flags = SN_SLOT_USED };
+	return 0;
+}
+
+int sn_pop_init(struct sn_pop *p, const struct sn_pop_geom *g)
+{
+	memset(p, 0, sizeof(*p));
+	p->g = *g;
+	if (g->cap[SN_PA_PROTO] != SN_POP_PROTO ||
+	    g->cap[SN_PA_PORTS] != SN_POP_PORTS || !g->l4_stride ||
+	    g->cap_slots < SN_RULE_FIRST)
+		return -EINVAL;
+	for (int i = 0; i < SN_PA_N; i++)
+		if (arr_init(&p->a[i], g->cap[i], esz_of[i])) {
+			sn_pop_free(p);
+			return -ENOMEM;
+		}
+	if (slots_init(p) || derived_alloc(p)) {
+		sn_pop_free(p);
+		return -ENOMEM;
+	}
+	/* Zeroed maps: nodes[0] = 0 is a one-range leaf of class 0, which
+	 * is what a new map holds; nothing uses it until the first apply. */
+	return 0;
+}
+
+int sn_pop_clone(struct sn_pop *dst, const struct sn_pop *src,
+		 const struct sn_pop_geom *g, const bool new_map[SN_PA_N],
+		 const bool new_lpm[2])
+{
+	int rc = sn_pop_init(dst, g);
+
+	if (rc)
+		return rc;
+	for (int i = 0; i < SN_PA_N; i++) {
+		if (new_map[i])
+			continue;
+		if (src->a[i].cap != g->cap[i]) {
+			sn_pop_free(dst);
+			return -EINVAL;
+		}
+		memcpy(dst->a[i].v, src->a[i].v,
+		       (size_t)g->cap[i] * dst->a[i].esz);
+	}
+	for (int f = 0; f < 2; f++) {
+		if (new_lpm[f] || !src->lpm[f].n)
+			continue;
+		dst->lpm[f].v = malloc(src->lpm[f].n * sizeof(*dst->lpm[f].v));
+		if (!dst->lpm[f].v) {
+			sn_pop_free(dst);
+			return -ENOMEM;
+		}
+		memcpy(dst->lpm[f].v, src->lpm[f].v,
+		       src->lpm[f].n * sizeof(*dst->lpm[f].v));
+		dst->lpm[f].n = dst->lpm[f].cap = src->lpm[f].n;
+	}
+	memcpy(dst->slots, src->slots,
+	       (g->cap_slots < src->g.cap_slots ? g->cap_slots :
+						   src->g.cap_slots) *
+		       sizeof(*dst->slots));
+	/* Content stays exact; without a consistent layout only the
+	 * stable-id heuristics start over. */
+	rc = sn_pop_derive(dst, NULL, 0);
+	if (rc == -EINVAL) {
+		dst->valid = false;
+		rc = 0;
+	}
+	if (rc)
+		sn_pop_free(dst);
+	return rc;
+}
+
+/* ---- geometry for an image ------------------------------------------------------ */
+
+static uint64_t headroom64(uint64_t n)
+{
+	uint64_t cap = 2 * n;
+
+	return cap < 64 ? 64 : cap;
+}
+
+static uint64_t slack64(uint64_t n)
+{
+	uint64_t cap = n + n / 4;
+
+	return cap < 64 ? 64 : cap;
+}
+
+/* Ranges the relocated layout of a range trie needs at most (no sharing). */
+static uint64_t trie_range_demand(const struct sn_srcmap *m)
+{
+	uint64_t sum = 0;
+
+	for (uint32_t i = 0; i < m->n_nodes; i++) {
+		uint32_t e = m->nodes[i];
+
+		if (e & SN_SRC_CHILD)
+			continue;
+		uint32_t n = ((e >> SN_SRC_SPAN_SHIFT) & SN_SRC_SPAN_MASK) + 1;
+
+		if (n > 1)
+			sum += n;
+	}
+	return sum;
+}
+
+int sn_pop_geom_for(const struct sn_image *img, struct sn_pop_geom *g)
+{
+	const struct sn_image_features *f = sn_image_features(img);
+	uint64_t c[SN_PA_N];
+
+	memset(g, 0, sizeof(*g));
+	g->l4_stride = img->constants.l4_stride;
+	g->port_tables = img->constants.port_tables;
+	if (!g->l4_stride)
+		return -EINVAL;
+	c[SN_PA_PROTO] = SN_POP_PROTO;
+	c[SN_PA_PORTS] = SN_POP_PORTS;
+	/* Whole rows: the class capacity times the stride. */
+	c[SN_PA_DECISIONS] = headroom64(img->n_classes) * g->l4_stride;
+	c[SN_PA_LIMITS] = headroom64(f->n_limits);
+	/* The range tries are the big ones, and two generations of them:
+	 * a quarter more than the image needs (new blocks go to free space
+	 * until the next compaction, SPEC.md 4.3). */
+	c[SN_PA_NODES4] = slack64(img->src_v4.n_nodes + 1);
+	c[SN_PA_RANGES4] = slack64(trie_range_demand(&img->src_v4));
+	c[SN_PA_NODES6] = slack64(img->src_v6.n_nodes + 1);
+	c[SN_PA_RANGES6] = slack64(trie_range_demand(&img->src_v6));
+	for (int i = 0; i < SN_PA_N; i++) {
+		/* Two generations and the index encoding must fit. */
+		if (c[i] > (1ull << 27) || 2 * c[i] > UINT32_MAX)
+			return -E2BIG;
+		g->cap[i] = (uint32_t)c[i];
+	}
+	uint64_t l4 = headroom64(img->n_v4), l6 = headroom64(img->n_v6);
+	uint64_t s = headroom64(img->n_rules);
+
+	if (l4 > UINT32_MAX || l6 > UINT32_MAX || s > SN_CAP_RULES * 2ull)
+		return -E2BIG;
+	g->cap_lpm[0] = (uint32_t)l4;
+	g->cap_lpm[1] = (uint32_t)l6;
+	g->cap_slots = (uint32_t)s;
+	return 0;
+}
+
+/* ---- token math (sn_limit_cfg) -------------------------------------------------- */
+
+void sn_token_math(uint64_t rate_fp, uint64_t burst_fp, struct sn_limit_cfg *c)
+{
+	const unsigned __int128 ns = SN_NSEC_PER_SEC;
+	unsigned shift = 0;
+	unsigned __int128 fill;
+
+	if (!rate_fp)
+		rate_fp = 1; /* the image reader refuses rate 0 */
+	while (shift < 62 &&
+	       ((unsigned __int128)rate_fp << (shift + 1)) / ns < (1ull << 34))
+		shift++;
+	c->rate_fp = rate_fp;
+	c->burst_fp = burst_fp;
+	c->shift = (uint8_t)shift;
+	c->rate_ns_q = (uint64_t)(((unsigned __int128)rate_fp << shift) / ns);
+	fill = ((unsigned __int128)burst_fp * ns + rate_fp - 1) / rate_fp;
+	c->fill_ns = fill > UINT64_MAX ? UINT64_MAX : fill ? (uint64_t)fill : 1;
+}
+
+/* ---- identities ------------------------------------------------------------------ */
+
+uint64_t sn_pop_rule_identity(const struct sn_image *img, uint32_t id,
+			      uint32_t k)
+{
+	const struct sn_image_features *f = sn_image_features(img);
+	const struct sn_image_rule *r = &img->rules[id];
+	uint64_t h = 0xcbf29ce484222325ull;
+
+	if (id < SN_RULE_FIRST)
+		return id;
+	if (id >= img->n_rules - f->n_limits) {
+		uint64_t li = f->limits[id - (img->n_rules - f->n_limits)].identity;
+
+		h = fnv(h, "limit", 5);
+		h = fnv(h, &li, sizeof(li));
+	} else {
+		h = fnv(h, "rule", 4);
+		h = fnv(h, &r->tier, 1);
+		h = fnv(h, &r->verdict, 1);
+		h = fnv(h, r->text, strlen(r->text));
+	}
+	h = fnv(h, &k, sizeof(k));
+	/* Never one of the pseudo-rules' identities. */
+	return h < SN_RULE_FIRST ? h + SN_RULE_FIRST : h;
+}
+
+/* ---- address helpers -------------------------------------------------------------- */
+
+static int width_of(int f)
+{
+	return f ? 128 : 32;
+}
+
+static u128 key_of(const uint8_t *addr, int w)
+{
+	u128 k = 0;
+
+	for (int i = 0; i < w / 8; i++)
+		k = k << 8 | addr[i];
+	return k;
+}
+
+static u128 key_max(int w)
+{
+	return w == 128 ? ~(u128)0 : ((u128)1 << w) - 1;
+}
+
+static void range_bytes(int f, u128 start, uint32_t cls, void *out)
+{
+	if (!f) {
+		struct sn_src_range_v4 e = { .start = (uint32_t)start,
+					     .class_id = cls };
+
+		memcpy(out, &e, sizeof(e));
+	} else {
+		struct sn_src_range_v6 e = { .hi = (uint64_t)(start >> 64),
+					     .lo = (uint64_t)start,
+					     .class_id = cls };
+
+		memcpy(out, &e, sizeof(e));
+	}
+}
+
+static u128 range_start(int f, const void *r)
+{
+	if (!f) {
+		const struct sn_src_range_v4 *e = r;
+
+		return e->start;
+	}
+	const struct sn_src_range_v6 *e = r;
+
+	return (u128)e->hi << 64 | e->lo;
+}
+
+static uint32_t range_class(int f, const void *r)
+{
+	return f ? ((const struct sn_src_range_v6 *)r)->class_id :
+		   ((const struct sn_src_range_v4 *)r)->class_id;
+}
+
+/* ---- flattening ----------------------------------------------------------------- */
+
+struct flatvec {
+	struct flat *v;
+	size_t n, cap;
+};
+
+static int flat_emit(struct flatvec *o, u128 start, uint32_t cls)
+{
+	if (o->n && o->v[o->n - 1].start == start)
+		o->n--;
+	if (o->n && o->v[o->n - 1].cls == cls)
+		return 0;
+	if (o->n == o->cap) {
+		size_t cap = o->cap ? o->cap * 2 : 64;
+		struct flat *v = realloc(o->v, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		o->v = v;
+		o->cap = cap;
+	}
+	o->v[o->n++] = (struct flat){ start, cls };
+	return 0;
+}
+
+/*
+ * Flatten prefixes (sorted by address then length) into ranges of one
+ * class: the sweep of compiler/srcmap.c.  cls_of maps each prefix's class
+ * (NULL: as is).
+ */
+static int flatten_lpm(const struct sn_pop_lpm_ent *p, size_t n, int f,
+		       struct flatvec *out)
+{
+	const int w = width_of(f);
+	struct { u128 end; uint32_t cls; } stack[130];
+	int depth = 0, rc = 0;
+
+	out->n = 0;
+	for (size_t i = 0; i < n && !rc; i++) {
+		const int len = p[i].len;
+		u128 start = key_of(p[i].addr, w);
+		u128 host = len >= w ? 0 : key_max(w - len);
+
+		if (len > w || depth >= 129)
+			return -EINVAL;
+		while (depth && stack[depth - 1].end < start) {
+			u128 end = stack[--depth].end;
+
+			if (depth && end != key_max(w))
+				rc = flat_emit(out, end + 1, stack[depth - 1].cls);
+		}
+		if (!rc)
+			rc = flat_emit(out, start, p[i].cls);
+		stack[depth].end = start | host;
+		stack[depth].cls = p[i].cls;
+		depth++;
+	}
+	while (!rc && depth) {
+		u128 end = stack[--depth].end;
+
+		if (depth && end != key_max(w))
+			rc = flat_emit(out, end + 1, stack[depth - 1].cls);
+	}
+	return rc;
+}
+
+/* ---- overlay matching (stable ids) ---------------------------------------------- */
+
+struct pair {
+	uint32_t old, new_;
+	uint32_t count;
+};
+
+static int pair_cmp(const void *a, const void *b)
+{
+	const struct pair *x = a, *y = b;
+
+	if (x->count != y->count)
+		return x->count > y->count ? -1 : 1;
+	if (x->old != y->old)
+		return x->old < y->old ? -1 : 1;
+	return x->new_ < y->new_ ? -1 : x->new_ > y->new_;
+}
+
+static int count_pair(struct hmap *m, uint32_t old, uint32_t nw, uint32_t w)
+{
+	uint32_t *v = hmap_get(m, (uint64_t)old << 32 | nw);
+
+	if (!v)
+		return -ENOMEM;
+	*v += w;
+	return 0;
+}
+
+/*
+ * Give each new id [0, n_new) a stable id in [0, cap): greedily by the
+ * pair counts (an old id and a new one that share the most keep the old
+ * id), the rest the lowest free ids, preferring ids the old population
+ * did not use.  old_used may be NULL.  -E2BIG when cap is too small.
+ */
+static int assign_ids(struct hmap *pairs, uint32_t n_new, uint32_t cap,
+		      const uint8_t *old_used, uint32_t *map, size_t *kept)
+{
+	struct pair *v = NULL;
+	uint8_t *taken = NULL;
+	size_t n = 0;
+	int rc = 0;
+
+	*kept = 0;
+	if (n_new > cap)
+		return -E2BIG;
+	taken = calloc(cap + 1, 1);
+	v = malloc((pairs->n + 1) * sizeof(*v));
+	if (!taken || !v) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < pairs->cap; i++)
+		if (pairs->used[i])
+			v[n++] = (struct pair){ (uint32_t)(pairs->k[i] >> 32),
+						(uint32_t)pairs->k[i],
+						pairs->v[i] };
+	qsort(v, n, sizeof(*v), pair_cmp);
+	for (uint32_t i = 0; i < n_new; i++)
+		map[i] = UINT32_MAX;
+	for (size_t i = 0; i < n; i++) {
+		if (v[i].old >= cap || v[i].new_ >= n_new || taken[v[i].old] ||
+		    map[v[i].new_] != UINT32_MAX)
+			continue;
+		taken[v[i].old] = 1;
+		map[v[i].new_] = v[i].old;
+		(*kept)++;
+	}
+	/* The rest: free ids the old population did not use, then any. */
+	uint32_t next = 0;
+
+	for (int pass = 0; pass < 2; pass++) {
+		next = 0;
+		for (uint32_t i = 0; i < n_new; i++) {
+			if (map[i] != UINT32_MAX)
+				continue;
+			while (next < cap &&
+			       (taken[next] ||
+				(pass == 0 && old_used && old_used[next])))
+				next++;
+			if (next == cap)
+				break;
+			taken[next] = 1;
+			map[i] = next++;
+		}
+	}
+	for (uint32_t i = 0; i < n_new; i++)
+		if (map[i] == UINT32_MAX)
+			rc = -E2BIG; /* cannot happen: n_new <= cap */
+out:
+	free(v);
+	free(taken);
+	return rc;
+}
+
+/* Overlay two sorted flattened range lists; count (old, new) pieces. */
+static int overlay_flat(const struct flat *o, size_t no, const struct flat *nw,
+			size_t nn, struct hmap *pairs)
+{
+	size_t i = 0, j = 0;
+
+	if (!no || !nn)
+		return 0;
+	/* Both start at 0 (the /0 prefix is always there): one count per
+	 * piece of the address space both cut. */
+	while (i < no && j < nn) {
+		if (count_pair(pairs, o[i].cls, nw[j].cls, 1))
+			return -ENOMEM;
+		/* Advance to the next boundary of either list. */
+		u128 ni = i + 1 < no ? o[i + 1].start : 0;
+		u128 nj = j + 1 < nn ? nw[j + 1].start : 0;
+		bool hi = i + 1 < no, hj = j + 1 < nn;
+
+		if (!hi && !hj)
+			break;
+		if (hi && (!hj || ni < nj)) {
+			i++;
+		} else if (hj && (!hi || nj < ni)) {
+			j++;
+		} else {
+			i++;
+			j++;
+		}
+	}
+	return 0;
+}
+
+/* ---- range-trie relocation ------------------------------------------------------- */
+
+/*
+ * A block of the new trie: where it goes.  A block whose region the
+ * previous layout has a block of the same kind and size for (a node of the
+ * same stride, a leaf of at most as many ranges) takes that block's place
+ * and is overwritten there entry by entry, so only the entries that
+ * differ are written; the others go to free space.
+ */
+struct pblk {
+	u128 prefix;
+	uint32_t first;  /* image entry index (node) or range index (range) */
+	uint32_t n;      /* entries */
+	uint32_t loc, cap;
+	uint8_t d, s, kind, reuse;
+};
+
+struct trieplan {
+	int f;
+	const struct sn_srcmap *m;
+	const uint32_t *cmap;      /* image class -> stable */
+	uint32_t n_classes;        /* image classes (cmap's domain) */
+	struct pblk *b;
+	size_t n, cap;
+	int32_t *entry_blk;        /* per image node entry: its block or -1 */
+	int32_t root_blk;
+	uint32_t root_entry;
+	bool fresh;                /* no reuse (compaction) */
+	uint32_t kept, made;
+	unsigned char *tmp;
+	size_t tmp_cap;
+};
+
+static int tmp_need(struct trieplan *t, size_t bytes)
+{
+	if (bytes <= t->tmp_cap)
+		return 0;
+	unsigned char *v = realloc(t->tmp, bytes);
+
+	if (!v)
+		return -ENOMEM;
+	t->tmp = v;
+	t->tmp_cap = bytes;
+	return 0;
+}
+
+static int64_t plan_add(struct trieplan *t, uint8_t kind, uint32_t first,
+			uint32_t n, uint8_t d, u128 prefix)
+{
+	if (t->n == t->cap) {
+		size_t cap = t->cap ? t->cap * 2 : 1024;
+		struct pblk *v = realloc(t->b, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		t->b = v;
+		t->cap = cap;
+	}
+	t->b[t->n] = (struct pblk){ .first = first, .n = n, .kind = kind,
+				    .d = d, .prefix = prefix, .cap = n };
+	return (int64_t)t->n++;
+}
+
+/* The entry the new layout holds for image node entry e (children placed). */
+static uint32_t new_entry(const struct trieplan *t, uint32_t e, int32_t blk)
+{
+	if (e & SN_SRC_CHILD)
+		return (e & ~SN_SRC_INDEX_MASK) | t->b[blk].loc;
+	uint32_t n = ((e >> SN_SRC_SPAN_SHIFT) & SN_SRC_SPAN_MASK) + 1;
+
+	if (n == 1)
+		return t->cmap[e & SN_SRC_INDEX_MASK];
+	return (e & ~SN_SRC_INDEX_MASK) | t->b[blk].loc;
+}
+
+/* Range block content of block b into t->tmp. */
+static int range_content(struct trieplan *t, const struct pblk *b)
+{
+	const uint32_t esz = t->f ? sizeof(struct sn_src_range_v6) :
+				    sizeof(struct sn_src_range_v4);
+	const int w = width_of(t->f);
+
+	if (tmp_need(t, (size_t)b->n * esz))
+		return -ENOMEM;
+	for (uint32_t i = 0; i < b->n; i++) {
+		const struct sn_src_range *r = &t->m->ranges[b->first + i];
+
+		range_bytes(t->f, key_of(r->start, w), t->cmap[r->class_id],
+			    t->tmp + (size_t)i * esz);
+	}
+	return 0;
+}
+
+/* Node block content into t->tmp (its children must be placed). */
+static int node_content(struct trieplan *t, const struct pblk *b)
+{
+	uint32_t *out;
+
+	if (tmp_need(t, (size_t)b->n * 4))
+		return -ENOMEM;
+	out = (uint32_t *)t->tmp;
+	for (uint32_t i = 0; i < b->n; i++)
+		out[i] = new_entry(t, t->m->nodes[b->first + i],
+				   t->entry_blk[b->first + i]);
+	return 0;
+}
+
+/* Post-order walk: a block for every child node and multi-range leaf. */
+static int64_t plan_entry(struct trieplan *t, uint32_t e, const struct sn_pop *p,
+			  uint8_t d, u128 prefix, int depth)
+{
+	const struct sn_pop_blkidx *old = p->blk[t->f];
+	const int W = width_of(t->f);
+	const struct blk *o;
+	int64_t id;
+
+	if (depth > (t->f ? SN_SRC_MAX_READS_V6 : SN_SRC_MAX_READS_V4))
+		return -EINVAL;
+	if (e & SN_SRC_CHILD) {
+		uint32_t s = ((e >> SN_SRC_SPAN_SHIFT) & SN_SRC_SPAN_MASK) + 1;
+		uint32_t first = e & SN_SRC_INDEX_MASK, n = 1u << s;
+
+		if ((uint64_t)first + n > t->m->n_nodes || d + s > (uint32_t)W)
+			return -EINVAL;
+		for (uint32_t i = 0; i < n; i++) {
+			uint32_t c = t->m->nodes[first + i];
+			int64_t cb = -1;
+
+			if ((c & SN_SRC_CHILD) ||
+			    ((c >> SN_SRC_SPAN_SHIFT) & SN_SRC_SPAN_MASK)) {
+				cb = plan_entry(t, c, p, (uint8_t)(d + s),
+						prefix | (u128)i << (W - d - s),
+						depth + 1);
+				if (cb < 0)
+					return cb;
+			} else if ((c & SN_SRC_INDEX_MASK) >= t->n_classes) {
+				return -EINVAL;
+			}
+			t->entry_blk[first + i] = (int32_t)cb;
+		}
+		id = plan_add(t, BK_NODE, first, n, d, prefix);
+		if (id < 0)
+			return id;
+		t->b[id].s = (uint8_t)s;
+		o = t->fresh ? NULL : blkidx_get(old, BK_NODE, d, prefix);
+		if (o && o->s == s && o->cap == n) {
+			t->b[id].loc = o->loc;
+			t->b[id].reuse = 1;
+		}
+		return id;
+	}
+	uint32_t n = ((e >> SN_SRC_SPAN_SHIFT) & SN_SRC_SPAN_MASK) + 1;
+	uint32_t first = e & SN_SRC_INDEX_MASK;
+
+	if ((uint64_t)first + n > t->m->n_ranges)
+		return -EINVAL;
+	id = plan_add(t, BK_RANGE, first, n, d, prefix);
+	if (id < 0)
+		return id;
+	o = t->fresh ? NULL : blkidx_get(old, BK_RANGE, d, prefix);
+	if (o && o->cap >= n) {
+		t->b[id].loc = o->loc;
+		t->b[id].cap = o->cap;
+		t->b[id].reuse = 1;
+	}
+	return id;
+}
+
+/* Free intervals of an array around the blocks kept in place. */
+struct gap {
+	uint32_t start, len;
+};
+
+struct ext {
+	uint32_t start, end;
+};
+
+static int ext_cmp(const void *a, const void *b)
+{
+	const struct ext *x = a, *y = b;
+
+	return x->start < y->start ? -1 : x->start > y->start;
+}
+
+static int make_gaps(const struct trieplan *t, uint8_t kind, uint32_t lo,
+		     uint32_t cap, struct gap **out, size_t *n_out)
+{
+	struct ext *e = malloc((t->n + 1) * sizeof(*e));
+	struct gap *g = malloc((t->n + 2) * sizeof(*g));
+	size_t ne = 0, ng = 0;
+
+	if (!e || !g) {
+		free(e);
+		free(g);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < t->n; i++)
+		if (t->b[i].kind == kind && t->b[i].reuse)
+			e[ne++] = (struct ext){ t->b[i].loc,
+						t->b[i].loc + t->b[i].cap };
+	qsort(e, ne, sizeof(*e), ext_cmp);
+	uint32_t at = lo;
+
+	for (size_t i = 0; i < ne; i++) {
+		if (e[i].start > at)
+			g[ng++] = (struct gap){ at, e[i].start - at };
+		if (e[i].end > at)
+			at = e[i].end;
+	}
+	if (cap > at)
+		g[ng++] = (struct gap){ at, cap - at };
+	free(e);
+	*out = g;
+	*n_out = ng;
+	return 0;
+}
+
+/* Next fit, then first fit.  -ENOSPC when nothing is large enough. */
+static int64_t gap_alloc(struct gap *g, size_t ng, size_t *cursor, uint32_t n)
+{
+	for (int pass = 0; pass < 2; pass++) {
+		size_t from = pass ? 0 : *cursor, to = pass ? *cursor : ng;
+
+		for (size_t i = from; i < to; i++) {
+			if (g[i].len < n)
+				continue;
+			uint32_t loc = g[i].start;
+
+			g[i].start += n;
+			g[i].len -= n;
+			*cursor = i;
+			return loc;
+		}
+	}
+	return -ENOSPC;
+}
+
+/* Place the blocks not kept in place. */
+static int plan_place(struct trieplan *t, const struct sn_pop *p)
+{
+	const struct sn_pop_array *na = &p->a[t->f ? SN_PA_NODES6 : SN_PA_NODES4];
+	const struct sn_pop_array *ra = &p->a[t->f ? SN_PA_RANGES6 : SN_PA_RANGES4];
+	struct gap *g[2] = { NULL, NULL };
+	size_t ng[2] = { 0, 0 }, cur[2] = { 0, 0 };
+	int rc;
+
+	rc = make_gaps(t, BK_NODE, 1, na->cap, &g[0], &ng[0]);
+	if (!rc)
+		rc = make_gaps(t, BK_RANGE, 0, ra->cap, &g[1], &ng[1]);
+	t->kept = t->made = 0;
+	for (size_t i = 0; i < t->n && !rc; i++) {
+		struct pblk *b = &t->b[i];
+
+		if (b->reuse) {
+			t->kept++;
+			continue;
+		}
+		int64_t loc = gap_alloc(g[b->kind], ng[b->kind], &cur[b->kind],
+					b->n);
+
+		if (loc < 0) {
+			rc = (int)loc;
+			break;
+		}
+		b->loc = (uint32_t)loc;
+		t->made++;
+	}
+	if (!rc) {
+		if (t->root_blk >= 0)
+			t->root_entry = new_entry(t, t->m->nodes[0], t->root_blk);
+		else
+			t->root_entry = t->cmap[t->m->nodes[0] & SN_SRC_INDEX_MASK];
+	}
+	free(g[0]);
+	free(g[1]);
+	return rc;
+}
+
+static void plan_free(struct trieplan *t)
+{
+	free(t->b);
+	free(t->entry_blk);
+	free(t->tmp);
+	memset(t, 0, sizeof(*t));
+}
+
+static int plan_trie(struct trieplan *t, const struct sn_pop *p, int f,
+		     const struct sn_srcmap *m, const uint32_t *cmap,
+		     uint32_t n_classes, bool fresh)
+{
+	int64_t r;
+
+	memset(t, 0, sizeof(*t));
+	t->f = f;
+	t->m = m;
+	t->cmap = cmap;
+	t->fresh = fresh;
+	t->n_classes = n_classes;
+	t->root_blk = -1;
+	t->entry_blk = malloc((m->n_nodes + 1) * sizeof(*t->entry_blk));
+	if (!t->entry_blk)
+		return -ENOMEM;
+	uint32_t e = m->nodes[0];
+
+	if ((e & SN_SRC_CHILD) || ((e >> SN_SRC_SPAN_SHIFT) & SN_SRC_SPAN_MASK)) {
+		r = plan_entry(t, e, p, 0, 0, 1);
+		if (r < 0)
+			return (int)r;
+		t->root_blk = (int32_t)r;
+	} else if ((e & SN_SRC_INDEX_MASK) >= n_classes) {
+		return -EINVAL;
+	}
+	return plan_place(t, p);
+}
+
+/* Write the placed plan into the arrays; build the new block index. */
+static int plan_write(struct trieplan *t, struct sn_pop *p,
+		      struct sn_pop_blkidx *idx)
+{
+	struct sn_pop_array *na = &p->a[t->f ? SN_PA_NODES6 : SN_PA_NODES4];
+	struct sn_pop_array *ra = &p->a[t->f ? SN_PA_RANGES6 : SN_PA_RANGES4];
+	int rc = 0;
+
+	for (size_t i = 0; i < t->n && !rc; i++) {
+		struct pblk *b = &t->b[i];
+		struct sn_pop_array *a = b->kind == BK_NODE ? na : ra;
+		struct blk rec = { .prefix = b->prefix, .loc = b->loc,
+				   .cap = b->cap, .d = b->d, .kind = b->kind,
+				   .s = b->s };
+
+		rc = b->kind == BK_NODE ? node_content(t, b) : range_content(t, b);
+		for (uint32_t k = 0; k < b->n && !rc; k++)
+			rc = aset(a, b->loc + k, t->tmp + (size_t)k * a->esz);
+		if (!rc)
+			rc = blkidx_put(idx, &rec);
+	}
+	if (!rc)
+		rc = aset(na, 0, &t->root_entry);
+	return rc;
+}
+
+/* ---- translation ------------------------------------------------------------------ */
+
+/* What a translation replaces in the derived state, kept for a rollback. */
+struct sn_pop_prev {
+	uint8_t *class_used, *l4_used, *limit_used;
+	uint64_t *limit_ident;
+	uint32_t *rule_slot;
+	uint32_t n_rules;
+	void *flat[2];
+	size_t n_flat[2];
+	struct sn_pop_blkidx *blk[2];
+	struct sn_pop_lpm_ent *lpm_v[2];
+	size_t lpm_n[2];
+	bool valid;
+};
+
+#define derived sn_pop_prev
+
+/* The population's holder of what a translation replaced. */
+static struct derived *prev_of(struct sn_pop *p)
+{
+	if (!p->prev)
+		p->prev = calloc(1, sizeof(*p->prev));
+	return p->prev;
+}
+
+static int slot_op(struct sn_pop *p, uint32_t s, const struct sn_slot *nv)
+{
+	if (!memcmp(&p->slots[s], nv, sizeof(*nv)))
+		return 0;
+	if (p->n_slot_ops == p->cap_slot_ops) {
+		size_t cap = p->cap_slot_ops ? p->cap_slot_ops * 2 : 64;
+		struct sn_pop_slot_op *v = realloc(p->slot_ops, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		p->slot_ops = v;
+		p->cap_slot_ops = cap;
+	}
+	p->slot_ops[p->n_slot_ops++] = (struct sn_pop_slot_op){ s, p->slots[s] };
+	p->slots[s] = *nv;
+	return 0;
+}
+
+static int push_u32(uint32_t **v, size_t *n, size_t *cap, uint32_t x)
+{
+	if (*n == *cap) {
+		size_t c = *cap ? *cap * 2 : 64;
+		uint32_t *nv = realloc(*v, c * sizeof(*nv));
+
+		if (!nv)
+			return -ENOMEM;
+		*v = nv;
+		*cap = c;
+	}
+	(*v)[(*n)++] = x;
+	return 0;
+}
+
+/* Flattened ranges of the image for family f, in image class ids. */
+static int image_flat(const struct sn_image *img, int f, struct flatvec *out)
+{
+	const struct sn_srcmap *m = f ? &img->src_v6 : &img->src_v4;
+	const int w = width_of(f);
+
+	out->n = 0;
+	if (m->n_nodes) {
+		out->v = malloc((m->n_ranges + 1) * sizeof(*out->v));
+		if (!out->v)
+			return -ENOMEM;
+		out->cap = m->n_ranges + 1;
+		for (uint32_t i = 0; i < m->n_ranges; i++)
+			out->v[i] = (struct flat){ key_of(m->ranges[i].start, w),
+						   m->ranges[i].class_id };
+		out->n = m->n_ranges;
+		return 0;
+	}
+	const struct sn_class_prefix *pf = f ? img->v6 : img->v4;
+	size_t n = f ? img->n_v6 : img->n_v4;
+	struct sn_pop_lpm_ent *e = malloc((n + 1) * sizeof(*e));
+	int rc;
+
+	if (!e)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		memcpy(e[i].addr, pf[i].prefix.addr, 16);
+		e[i].len = pf[i].prefix.len;
+		e[i].cls = pf[i].class_id;
+	}
+	rc = flatten_lpm(e, n, f, out);
+	free(e);
+	return rc;
+}
+
+static struct sn_decision dec_translate(const struct sn_decision *d,
+					const uint32_t *rule_slot,
+					const uint32_t *lmap)
+{
+	struct sn_decision o = *d;
+
+	o.rule_id = rule_slot[d->rule_id];
+	o.limit = d->limit ? (uint16_t)(lmap[d->limit - 1] + 1) : 0;
+	return o;
+}
+
+/* The checks sn_dp_apply always made on an image before writing it. */
+static int check_image(const struct sn_pop *p, const struct sn_image *img,
+		       char *err, size_t errlen)
+{
+	const struct sn_constants *c = &img->constants;
+	const struct sn_image_features *f = sn_image_features(img);
+	uint64_t n_dec = (uint64_t)img->n_classes * c->l4_stride;
+
+	if (!c->l4_stride || c->l4_stride < img->n_l4)
+		return sn_fail(err, errlen, -EINVAL,
+			       "policy image: l4_stride %u < %u L4 classes",
+			       c->l4_stride, img->n_l4);
+	if (!img->n_classes)
+		return sn_fail(err, errlen, -EINVAL,
+			       "policy image has no source class");
+	if (c->l4_stride != p->g.l4_stride || c->port_tables != p->g.port_tables)
+		return sn_fail(err, errlen, -ESTALE,
+			       "generated constants changed (l4_stride %u->%u, port tables 0x%x->0x%x): the program must be reloaded",
+			       p->g.l4_stride, c->l4_stride, p->g.port_tables,
+			       c->port_tables);
+	if (img->n_rules < SN_RULE_FIRST + f->n_limits)
+		return sn_fail(err, errlen, -EINVAL,
+			       "policy image: rule table lacks the limit rules");
+	for (size_t i = 0; i < img->n_port_runs; i++) {
+		const struct sn_port_run *r = &img->port_runs[i];
+
+		if (r->table < 1 || r->table > SN_PORT_TABLES || r->lo > r->hi ||
+		    r->l4_class >= img->n_l4)
+			return sn_fail(err, errlen, -EINVAL,
+				       "policy image: port run %zu invalid", i);
+	}
+	for (uint32_t i = 0; i < SN_POP_PROTO; i++)
+		if (img->proto[i].l4_noport >= img->n_l4 ||
+		    img->proto[i].port_table > SN_PORT_TABLES)
+			return sn_fail(err, errlen, -EINVAL,
+				       "policy image: protocol %u entry invalid", i);
+	for (uint64_t i = 0; i < n_dec; i++) {
+		const struct sn_decision *d = &img->decisions[i];
+
+		if (i % c->l4_stride >= img->n_l4)
+			continue;
+		if (d->rule_id >= img->n_rules ||
+		    (d->verdict != SN_VERDICT_ALLOW &&
+		     d->verdict != SN_VERDICT_BLOCK) ||
+		    d->limit > f->n_limits)
+			return sn_fail(err, errlen, -EINVAL,
+				       "policy image: decision %llu invalid",
+				       (unsigned long long)i);
+	}
+	for (uint32_t i = 0; i < f->n_limits; i++) {
+		const struct sn_image_limit *l = &f->limits[i];
+
+		if (l->key_v4 > 32 || l->key_v6 > 128 || !l->burst ||
+		    !l->rate_fp)
+			return sn_fail(err, errlen, -EINVAL,
+				       "policy image: limit %u invalid", i);
+	}
+	for (int fam = 0; fam < 2; fam++) {
+		const struct sn_class_prefix *pf = fam ? img->v6 : img->v4;
+		size_t n = fam ? img->n_v6 : img->n_v4;
+		const struct sn_srcmap *m = fam ? &img->src_v6 : &img->src_v4;
+
+		for (size_t i = 0; i < n; i++)
+			if (pf[i].class_id >= img->n_classes)
+				return sn_fail(err, errlen, -EINVAL,
+					       "policy image: prefix %zu invalid", i);
+		for (uint32_t i = 0; i < m->n_ranges; i++)
+			if (m->ranges[i].class_id >= img->n_classes)
+				return sn_fail(err, errlen, -EINVAL,
+					       "policy image: range %u invalid", i);
+		if (!m->n_nodes && !n)
+			return sn_fail(err, errlen, -EINVAL,
+				       "policy image: no IPv%d lookup", fam ? 6 : 4);
+	}
+	return 0;
+}
+
+/* The slots of the image's rules; -E2BIG when they do not fit. */
+static int plan_slots(struct sn_pop *p, const struct sn_image *img,
+		      uint32_t *rule_slot, uint64_t *ident, uint32_t **freed,
+		      size_t *n_freed, size_t *n_new)
+{
+	struct hmap have = { 0 }, occ = { 0 };
+	uint8_t *keep = calloc(p->g.cap_slots + 1, 1);
+	int rc = -ENOMEM;
+
+	*freed = NULL;
+	*n_freed = 0;
+	*n_new = 0;
+	if (!keep || hmap_init(&have, p->g.cap_slots) ||
+	    hmap_init(&occ, img->n_rules))
+		goto out;
+	for (uint32_t s = SN_RULE_FIRST; s < p->g.cap_slots; s++)
+		if (p->slots[s].flags & SN_SLOT_USED) {
+			uint32_t *v = hmap_get(&have, p->slots[s].identity);
+
+			if (!v)
+				goto out;
+			*v = s + 1;
+		}
+	for (uint32_t id = 0; id < img->n_rules; id++)
+		rule_slot[id] = UINT32_MAX;
+	for (uint32_t id = 0; id < SN_RULE_FIRST && id < img->n_rules; id++) {
+		rule_slot[id] = id;
+		keep[id] = 1;
+	}
+	for (uint32_t id = SN_RULE_FIRST; id < img->n_rules; id++) {
+		uint64_t base = sn_pop_rule_identity(img, id, 0);
+		uint32_t *k = hmap_get(&occ, base);
+
+		if (!k)
+			goto out;
+		ident[id] = sn_pop_rule_identity(img, id, (*k)++);
+		const uint32_t *s = hmap_find(&have, ident[id]);
+
+		if (s && !keep[*s - 1]) {
+			rule_slot[id] = *s - 1;
+			keep[*s - 1] = 1;
+		}
+	}
+	/* New ones take slots not in use now (freed ones wait a reload). */
+	uint32_t next = SN_RULE_FIRST;
+
+	for (uint32_t id = SN_RULE_FIRST; id < img->n_rules; id++) {
+		if (rule_slot[id] != UINT32_MAX)
+			continue;
+		while (next < p->g.cap_slots &&
+		       (p->slots[next].flags & SN_SLOT_USED))
+			next++;
+		if (next >= p->g.cap_slots) {
+			rc = -E2BIG;
+			goto out;
+		}
+		rule_slot[id] = next++;
+		(*n_new)++;
+	}
+	*freed = malloc((p->g.cap_slots + 1) * sizeof(**freed));
+	if (!*freed)
+		goto out;
+	for (uint32_t s = SN_RULE_FIRST; s < p->g.cap_slots; s++)
+		if ((p->slots[s].flags & SN_SLOT_USED) && !keep[s])
+			(*freed)[(*n_freed)++] = s;
+	rc = 0;
+out:
+	free(keep);
+	hmap_free(&have);
+	hmap_free(&occ);
+	return rc;
+}
+
+int sn_pop_translate(struct sn_pop *p, const struct sn_image *img,
+		     char *err, size_t errlen)
+{
+	const double t0 = now_ms();
+	const struct sn_image_features *f = sn_image_features(img);
+	const uint32_t stride = p->g.l4_stride, ccap = class_cap(&p->g);
+	struct sn_pop_stats st = { 0 };
+	struct flatvec nf[2] = { { 0 } };
+	struct hmap pairs = { 0 };
+	struct trieplan tp[2];
+	struct derived *prev = prev_of(p);
+	uint32_t *rule_slot = NULL, *freed = NULL, *cmap = NULL, *l4map = NULL,
+		 *lmap = NULL;
+	uint64_t *ident = NULL;
+	size_t n_freed = 0, n_new_slots = 0;
+	uint8_t *class_used = NULL, *l4_used = NULL, *limit_used = NULL;
+	uint64_t *limit_ident = NULL;
+	struct sn_pop_blkidx *blk[2] = { NULL, NULL };
+	struct sn_pop_lpm_ent *lpm_new[2] = { NULL, NULL };
+	size_t lpm_n[2] = { 0, 0 };
+	int rc;
+
+	memset(tp, 0, sizeof(tp));
+	if (!prev)
+		return sn_fail(err, errlen, -ENOMEM, "out of memory");
+	rc = check_image(p, img, err, errlen);
+	if (rc)
+		return rc;
+	for (int i = 0; i < SN_PA_N; i++)
+		if (p->a[i].n_dirty)
+			rc = -EBUSY;
+	if (rc || p->n_slot_ops || p->lpm[0].n_ops || p->lpm[1].n_ops)
+		return sn_fail(err, errlen, -EBUSY,
+			       "a previous apply was neither committed nor rolled back");
+	if (img->n_classes > ccap)
+		return sn_fail(err, errlen, -E2BIG,
+			       "%u source classes, the maps hold %u: the program must be reloaded",
+			       img->n_classes, ccap);
+	if (f->n_limits > p->g.cap[SN_PA_LIMITS])
+		return sn_fail(err, errlen, -E2BIG,
+			       "%u limit rules, the maps hold %u: the program must be reloaded",
+			       f->n_limits, p->g.cap[SN_PA_LIMITS]);
+	if (img->n_v4 > p->g.cap_lpm[0] || img->n_v6 > p->g.cap_lpm[1])
+		return sn_fail(err, errlen, -E2BIG,
+			       "policy image outgrew the loaded LPM maps: the program must be reloaded");
+
+	rc = -ENOMEM;
+	rule_slot = malloc((img->n_rules + 1) * sizeof(*rule_slot));
+	ident = malloc((img->n_rules + 1) * sizeof(*ident));
+	cmap = malloc((img->n_classes + 1) * sizeof(*cmap));
+	l4map = malloc((img->n_l4 + 1) * sizeof(*l4map));
+	lmap = malloc((f->n_limits + 1) * sizeof(*lmap));
+	class_used = calloc(ccap + 1, 1);
+	l4_used = calloc(stride + 1, 1);
+	limit_used = calloc(p->g.cap[SN_PA_LIMITS] + 1, 1);
+	limit_ident = calloc(p->g.cap[SN_PA_LIMITS] + 1, sizeof(uint64_t));
+	blk[0] = calloc(1, sizeof(*blk[0]));
+	blk[1] = calloc(1, sizeof(*blk[1]));
+	if (!rule_slot || !ident || !cmap || !l4map || !lmap || !class_used || !l4_used ||
+	    !limit_used || !limit_ident || !blk[0] || !blk[1])
+		goto fail;
+
+	/* 1. counter slots */
+	rc = plan_slots(p, img, rule_slot, ident, &freed, &n_freed,
+			&n_new_slots);
+	if (rc == -E2BIG) {
+		sn_seterr(err, errlen, "%u rules do not fit %u counter slots "
+			  "beside the rules they replace: the program must be "
+			  "reloaded", img->n_rules, p->g.cap_slots);
+		goto fail;
+	}
+	if (rc)
+		goto fail;
+
+	/* 2. limit indexes by identity */
+	{
+		struct hmap li;
+
+		rc = hmap_init(&li, p->g.cap[SN_PA_LIMITS] + 1);
+		if (rc)
+			goto fail;
+		for (uint32_t i = 0; i < p->g.cap[SN_PA_LIMITS]; i++)
+			if (p->valid && p->limit_used[i]) {
+				uint32_t *v = hmap_get(&li, p->limit_ident[i]);
+
+				if (!v) {
+					hmap_free(&li);
+					rc = -ENOMEM;
+					goto fail;
+				}
+				*v = i + 1;
+			}
+		for (uint32_t i = 0; i < f->n_limits; i++) {
+			const uint32_t *v = hmap_find(&li, f->limits[i].identity);
+
+			lmap[i] = UINT32_MAX;
+			if (v && !limit_used[*v - 1]) {
+				lmap[i] = *v - 1;
+				limit_used[*v - 1] = 1;
+			}
+		}
+		hmap_free(&li);
+		uint32_t next = 0;
+
+		/* New limits: the lowest indexes the new set leaves free. */
+		for (uint32_t i = 0; i < f->n_limits; i++) {
+			if (lmap[i] != UINT32_MAX)
+				continue;
+			while (limit_used[next])
+				next++;
+			lmap[i] = next;
+			limit_used[next] = 1;
+		}
+		for (uint32_t i = 0; i < f->n_limits; i++)
+			limit_ident[lmap[i]] = f->limits[i].identity;
+	}
+
+	/* 3. L4 class ids: overlay of the (protocol, port) space */
+	rc = hmap_init(&pairs, 256);
+	if (rc)
+		goto fail;
+	if (p->valid) {
+		for (uint32_t pr = 0; pr < SN_POP_PROTO && !rc; pr++) {
+			const struct sn_proto_entry *o = aget(&p->a[SN_PA_PROTO], pr);
+
+			rc = count_pair(&pairs, o->l4_noport,
+					img->proto[pr].l4_noport, 1);
+		}
+		for (size_t i = 0; i < img->n_port_runs && !rc; i++) {
+			const struct sn_port_run *r = &img->port_runs[i];
+			uint32_t base = (r->table - 1) * SN_PORTS_PER_TABLE;
+			uint32_t last = UINT32_MAX, cnt = 0;
+
+			for (uint32_t port = r->lo; port <= r->hi && !rc; port++) {
+				uint32_t o = *(uint32_t *)aget(&p->a[SN_PA_PORTS],
+							       base + port);
+
+				if (o != last && cnt) {
+					rc = count_pair(&pairs, last, r->l4_class, cnt);
+					cnt = 0;
+				}
+				last = o;
+				cnt++;
+			}
+			if (!rc && cnt)
+				rc = count_pair(&pairs, last, r->l4_class, cnt);
+		}
+		if (rc)
+			goto fail;
+	}
+	rc = assign_ids(&pairs, img->n_l4, stride, p->valid ? p->l4_used : NULL,
+			l4map, &st.l4_kept);
+	if (rc)
+		goto fail;
+	hmap_free(&pairs);
+	for (uint32_t i = 0; i < img->n_l4; i++)
+		l4_used[l4map[i]] = 1;
+
+	/* 4. source class ids: overlay of the address space, both families */
+	rc = hmap_init(&pairs, 1024);
+	if (rc)
+		goto fail;
+	for (int fam = 0; fam < 2; fam++) {
+		rc = image_flat(img, fam, &nf[fam]);
+		if (!rc && p->valid)
+			rc = overlay_flat(p->flat[fam], p->n_flat[fam],
+					  nf[fam].v, nf[fam].n, &pairs);
+		if (rc)
+			goto fail;
+	}
+	rc = assign_ids(&pairs, img->n_classes, ccap,
+			p->valid ? p->class_used : NULL, cmap, &st.classes_kept);
+	if (rc) {
+		if (rc == -E2BIG)
+			sn_seterr(err, errlen, "source classes do not fit the maps");
+		goto fail;
+	}
+	hmap_free(&pairs);
+	for (uint32_t i = 0; i < img->n_classes; i++)
+		class_used[cmap[i]] = 1;
+
+	/* 5. range tries: plan both before writing anything */
+	for (int fam = 0; fam < 2; fam++) {
+		const struct sn_srcmap *m = fam ? &img->src_v6 : &img->src_v4;
+
+		if (!m->n_nodes)
+			continue;
+		rc = plan_trie(&tp[fam], p, fam, m, cmap, img->n_classes, false);
+		if (rc == -ENOSPC) {
+			/* Fragmented: lay it out anew (every entry written). */
+			plan_free(&tp[fam]);
+			st.trie_compacted[fam] = true;
+			rc = plan_trie(&tp[fam], p, fam, m, cmap, img->n_classes,
+				       true);
+		}
+		if (rc == -ENOSPC) {
+			sn_seterr(err, errlen, "the IPv%d range trie does not fit "
+				  "the loaded maps: the program must be reloaded",
+				  fam ? 6 : 4);
+			rc = -E2BIG;
+		} else if (rc == -EINVAL) {
+			sn_seterr(err, errlen, "policy image: IPv%d range trie "
+				  "invalid", fam ? 6 : 4);
+		}
+		if (rc)
+			goto fail;
+		st.blocks_kept[fam] = tp[fam].kept;
+		st.blocks_new[fam] = tp[fam].made;
+	}
+	/* LPM content per family (empty where the range trie is used) */
+	for (int fam = 0; fam < 2; fam++) {
+		const struct sn_srcmap *m = fam ? &img->src_v6 : &img->src_v4;
+		const struct sn_class_prefix *pf = fam ? img->v6 : img->v4;
+		size_t n = m->n_nodes ? 0 : fam ? img->n_v6 : img->n_v4;
+
+		lpm_new[fam] = malloc((n + 1) * sizeof(*lpm_new[fam]));
+		if (!lpm_new[fam]) {
+			rc = -ENOMEM;
+			goto fail;
+		}
+		for (size_t i = 0; i < n; i++) {
+			memcpy(lpm_new[fam][i].addr, pf[i].prefix.addr, 16);
+			lpm_new[fam][i].len = pf[i].prefix.len;
+			lpm_new[fam][i].cls = cmap[pf[i].class_id];
+		}
+		lpm_n[fam] = n;
+	}
+
+	/* ---- nothing changed so far; from here on, write ---- */
+	*prev = (struct derived){
+		.class_used = p->class_used, .l4_used = p->l4_used,
+		.limit_used = p->limit_used, .limit_ident = p->limit_ident,
+		.rule_slot = p->rule_slot, .n_rules = p->n_rules,
+		.flat = { p->flat[0], p->flat[1] },
+		.n_flat = { p->n_flat[0], p->n_flat[1] },
+		.blk = { p->blk[0], p->blk[1] },
+		.valid = p->valid,
+	};
+	p->class_used = class_used;
+	p->l4_used = l4_used;
+	p->limit_used = limit_used;
+	p->limit_ident = limit_ident;
+	p->rule_slot = rule_slot;
+	p->n_rules = img->n_rules;
+	class_used = l4_used = limit_used = NULL;
+	limit_ident = NULL;
+	rule_slot = NULL;
+	for (int fam = 0; fam < 2; fam++) {
+		/* Stable class ids in the flattened ranges. */
+		for (size_t i = 0; i < nf[fam].n; i++)
+			nf[fam].v[i].cls = cmap[nf[fam].v[i].cls];
+		p->flat[fam] = nf[fam].v;
+		p->n_flat[fam] = nf[fam].n;
+		nf[fam] = (struct flatvec){ 0 };
+		p->blk[fam] = blk[fam];
+		blk[fam] = NULL;
+	}
+
+	/* slots: new ones, holders' ids, freed ones */
+	rc = 0;
+	for (uint32_t id = SN_RULE_FIRST; id < img->n_rules && !rc; id++) {
+		uint32_t s = p->rule_slot[id];
+		struct sn_slot nv = { .identity = ident[id], .rule_id = id,
+				      .flags = SN_SLOT_USED };
+
+		if (!(p->slots[s].flags & SN_SLOT_USED))
+			rc = push_u32(&p->slots_zero, &p->n_zero, &p->cap_zero, s);
+		if (!rc)
+			rc = slot_op(p, s, &nv);
+	}
+	for (size_t i = 0; i < n_freed && !rc; i++) {
+		struct sn_slot nv = { 0 };
+
+		rc = slot_op(p, freed[i], &nv);
+	}
+	st.slots_new = n_new_slots;
+	st.slots_freed = n_freed;
+
+	/* proto, ports */
+	for (uint32_t pr = 0; pr < SN_POP_PROTO && !rc; pr++) {
+		struct sn_proto_entry e = {
+			.l4_noport = l4map[img->proto[pr].l4_noport],
+			.port_table = img->proto[pr].port_table,
+		};
+
+		rc = aset(&p->a[SN_PA_PROTO], pr, &e);
+	}
+	for (size_t i = 0; i < img->n_port_runs && !rc; i++) {
+		const struct sn_port_run *r = &img->port_runs[i];
+		uint32_t base = (r->table - 1) * SN_PORTS_PER_TABLE;
+		uint32_t v = l4map[r->l4_class];
+
+		for (uint32_t port = r->lo; port <= r->hi && !rc; port++)
+			rc = aset(&p->a[SN_PA_PORTS], base + port, &v);
+	}
+	/* limits */
+	for (uint32_t i = 0; i < f->n_limits && !rc; i++) {
+		const struct sn_image_limit *l = &f->limits[i];
+		struct sn_limit_cfg c = { 0 };
+
+		sn_token_math(l->rate_fp, (uint64_t)l->burst << 32, &c);
+		c.identity = l->identity;
+		c.block_ns = (uint64_t)l->block_for * SN_NSEC_PER_SEC;
+		c.rule_id = p->rule_slot[sn_image_limit_rule(img, f, i)];
+		c.key_v4 = l->key_v4;
+		c.key_v6 = l->key_v6;
+		rc = aset(&p->a[SN_PA_LIMITS], lmap[i], &c);
+	}
+	/* decisions */
+	for (uint32_t c = 0; c < img->n_classes && !rc; c++) {
+		const struct sn_decision *row = &img->decisions[(size_t)c * stride];
+		uint32_t base = cmap[c] * stride;
+
+		for (uint32_t l = 0; l < img->n_l4 && !rc; l++) {
+			struct sn_decision d = dec_translate(&row[l], p->rule_slot,
+							     lmap);
+
+			rc = aset(&p->a[SN_PA_DECISIONS], base + l4map[l], &d);
+		}
+	}
+	/* source lookup */
+	for (int fam = 0; fam < 2 && !rc; fam++) {
+		const struct sn_srcmap *m = fam ? &img->src_v6 : &img->src_v4;
+
+		if (m->n_nodes) {
+			rc = plan_write(&tp[fam], p, p->blk[fam]);
+		} else {
+			uint32_t use_lpm = SN_SRC_USE_LPM;
+
+			rc = aset(&p->a[fam ? SN_PA_NODES6 : SN_PA_NODES4], 0,
+				  &use_lpm);
+		}
+		if (!rc) {
+			rc = lpm_set(&p->lpm[fam], lpm_new[fam], lpm_n[fam],
+				     &prev->lpm_v[fam], &prev->lpm_n[fam]);
+			if (!rc)
+				lpm_new[fam] = NULL;
+		}
+	}
+	p->valid = true;
+	if (rc) {
+		sn_pop_rollback(p);
+		sn_pop_commit(p);
+		sn_seterr(err, errlen, "out of memory");
+		goto fail;
+	}
+	for (int i = 0; i < SN_PA_N; i++)
+		st.written[i] = p->a[i].n_dirty;
+	st.lpm_ops[0] = p->lpm[0].n_ops;
+	st.lpm_ops[1] = p->lpm[1].n_ops;
+	st.classes = img->n_classes;
+	st.limits = f->n_limits;
+	st.translate_ms = now_ms() - t0;
+	p->stats = st;
+	rc = 0;
+	goto out;
+fail:
+	if (rc == -ENOMEM)
+		sn_seterr(err, errlen, "out of memory");
+out:
+	for (int fam = 0; fam < 2; fam++) {
+		plan_free(&tp[fam]);
+		free(nf[fam].v);
+		blkidx_free(blk[fam]);
+		free(lpm_new[fam]);
+	}
+	hmap_free(&pairs);
+	free(rule_slot);
+	free(ident);
+	free(freed);
+	free(cmap);
+	free(l4map);
+	free(lmap);
+	free(class_used);
+	free(l4_used);
+	free(limit_used);
+	free(limit_ident);
+	return rc;
+}
+
+/* ---- commit / rollback ------------------------------------------------------------ */
+
+static void derived_release(struct derived *d)
+{
+	free(d->class_used);
+	free(d->l4_used);
+	free(d->limit_used);
+	free(d->limit_ident);
+	free(d->rule_slot);
+	for (int f = 0; f < 2; f++) {
+		free(d->flat[f]);
+		blkidx_free(d->blk[f]);
+		free(d->lpm_v[f]);
+	}
+	memset(d, 0, sizeof(*d));
+}
+
+static void forget_prev(struct sn_pop *p)
+{
+	if (p->prev)
+		derived_release(p->prev);
+}
+
+void sn_pop_commit(struct sn_pop *p)
+{
+	for (int i = 0; i < SN_PA_N; i++)
+		arr_clear_dirty(&p->a[i]);
+	for (int f = 0; f < 2; f++)
+		p->lpm[f].n_ops = 0;
+	p->n_slot_ops = 0;
+	p->n_zero = 0;
+	p->n_free = 0;
+	forget_prev(p);
+}
+
+void sn_pop_rollback(struct sn_pop *p)
+{
+	struct derived *d = p->prev;
+
+	for (int i = 0; i < SN_PA_N; i++)
+		arr_rollback(&p->a[i]);
+	for (size_t k = p->n_slot_ops; k-- > 0;)
+		p->slots[p->slot_ops[k].slot] = p->slot_ops[k].old;
+	for (int f = 0; f < 2; f++) {
+		/* The ops stay, read backwards by the writer to restore. */
+		if (d && d->lpm_v[f]) {
+			free(p->lpm[f].v);
+			p->lpm[f].v = d->lpm_v[f];
+			p->lpm[f].n = p->lpm[f].cap = d->lpm_n[f];
+			d->lpm_v[f] = NULL;
+		}
+	}
+	if (d && (d->class_used || d->rule_slot || d->blk[0])) {
+		free(p->class_used);
+		free(p->l4_used);
+		free(p->limit_used);
+		free(p->limit_ident);
+		free(p->rule_slot);
+		p->class_used = d->class_used;
+		p->l4_used = d->l4_used;
+		p->limit_used = d->limit_used;
+		p->limit_ident = d->limit_ident;
+		p->rule_slot = d->rule_slot;
+		p->n_rules = d->n_rules;
+		p->valid = d->valid;
+		for (int f = 0; f < 2; f++) {
+			free(p->flat[f]);
+			blkidx_free(p->blk[f]);
+			p->flat[f] = d->flat[f];
+			p->n_flat[f] = d->n_flat[f];
+			p->blk[f] = d->blk[f];
+		}
+		memset(d, 0, sizeof(*d));
+	}
+}
+
+/* ---- derive (after reading pinned maps) -------------------------------------------- */
+
+struct walk {
+	struct sn_pop *p;
+	int f;
+	struct flatvec out;
+	struct sn_pop_blkidx *idx;
+	char *err;
+	size_t errlen;
+};
+
+static int walk_entry(struct walk *w, uint32_t e, u128 lo, int d, int depth)
+{
+	const int W = width_of(w->f);
+	const struct sn_pop_array *na = &w->p->a[w->f ? SN_PA_NODES6 : SN_PA_NODES4];
+	const struct sn_pop_array *ra = &w->p->a[w->f ? SN_PA_RANGES6 : SN_PA_RANGES4];
+	const uint32_t ccap = class_cap(&w->p->g);
+
+	if (depth > (w->f ? SN_SRC_MAX_READS_V6 : SN_SRC_MAX_READS_V4))
+		return sn_fail(w->err, w->errlen, -EINVAL, "range trie too deep");
+	if (e & SN_SRC_CHILD) {
+		int s = (int)((e >> SN_SRC_SPAN_SHIFT) & SN_SRC_SPAN_MASK) + 1;
+		uint32_t first = e & SN_SRC_INDEX_MASK, n = 1u << s;
+
+		if (d + s > W || first == 0 || (uint64_t)first + n > na->cap)
+			return sn_fail(w->err, w->errlen, -EINVAL,
+				       "range trie entry out of bounds");
+		const uint32_t *v = aget(na, first);
+		struct blk rec = { .prefix = lo, .loc = first, .cap = n,
+				   .d = (uint8_t)d, .kind = BK_NODE, .s = (uint8_t)s };
+		int rc = blkidx_put(w->idx, &rec);
+
+		for (uint32_t i = 0; i < n && !rc; i++)
+			rc = walk_entry(w, v[i], lo | (u128)i << (W - d - s), d + s,
+					depth + 1);
+		return rc;
+	}
+	uint32_t n = ((e >> SN_SRC_SPAN_SHIFT) & SN_SRC_SPAN_MASK) + 1;
+	uint32_t first = e & SN_SRC_INDEX_MASK;
+	u128 hi = lo | (d < W ? key_max(W - d) : 0);
+
+	if (n == 1) {
+		if (first >= ccap)
+			return sn_fail(w->err, w->errlen, -EINVAL,
+				       "range trie class out of bounds");
+		return flat_emit(&w->out, lo, first);
+	}
+	if ((uint64_t)first + n > ra->cap)
+		return sn_fail(w->err, w->errlen, -EINVAL,
+			       "range trie leaf out of bounds");
+	const unsigned char *r = aget(ra, first);
+	struct blk rec = { .prefix = lo, .loc = first, .cap = n,
+			   .d = (uint8_t)d, .kind = BK_RANGE };
+	int rc = blkidx_put(w->idx, &rec);
+
+	for (uint32_t i = 0; i < n && !rc; i++) {
+		const void *x = r + (size_t)i * ra->esz;
+		u128 s = range_start(w->f, x);
+		uint32_t c = range_class(w->f, x);
+
+		if (c >= ccap)
+			return sn_fail(w->err, w->errlen, -EINVAL,
+				       "range class out of bounds");
+		if (i && s > hi)
+			break;
+		rc = flat_emit(&w->out, i == 0 || s < lo ? lo : s, c);
+	}
+	return rc;
+}
+
+int sn_pop_derive(struct sn_pop *p, char *err, size_t errlen)
+{
+	const uint32_t stride = p->g.l4_stride, ccap = class_cap(&p->g);
+	int rc = 0;
+
+	forget_prev(p);
+	p->valid = false;
+	/* Rule ids from the slots (reading counters before the next apply). */
+	uint32_t n_rules = SN_RULE_FIRST;
+
+	for (uint32_t s = 0; s < p->g.cap_slots; s++)
+		if ((p->slots[s].flags & SN_SLOT_USED) &&
+		    p->slots[s].rule_id + 1 > n_rules &&
+		    p->slots[s].rule_id < SN_CAP_RULES)
+			n_rules = p->slots[s].rule_id + 1;
+	free(p->rule_slot);
+	p->rule_slot = malloc(n_rules * sizeof(*p->rule_slot));
+	if (!p->rule_slot)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < n_rules; i++)
+		p->rule_slot[i] = i < SN_RULE_FIRST ? i : UINT32_MAX;
+	for (uint32_t s = SN_RULE_FIRST; s < p->g.cap_slots; s++)
+		if ((p->slots[s].flags & SN_SLOT_USED) &&
+		    p->slots[s].rule_id < n_rules)
+			p->rule_slot[p->slots[s].rule_id] = s;
+	p->n_rules = n_rules;
+	memset(p->class_used, 0, ccap + 1);
+	memset(p->l4_used, 0, stride + 1);
+	memset(p->limit_used, 0, p->g.cap[SN_PA_LIMITS] + 1);
+	for (int f = 0; f < 2 && !rc; f++) {
+		struct walk w = { .p = p, .f = f, .err = err, .errlen = errlen };
+		uint32_t root = *(uint32_t *)aget(&p->a[f ? SN_PA_NODES6 :
+							  SN_PA_NODES4], 0);
+
+		blkidx_free(p->blk[f]);
+		p->blk[f] = calloc(1, sizeof(*p->blk[f]));
+		free(p->flat[f]);
+		p->flat[f] = NULL;
+		p->n_flat[f] = 0;
+		if (!p->blk[f])
+			return -ENOMEM;
+		w.idx = p->blk[f];
+		if (root == SN_SRC_USE_LPM) {
+			for (size_t i = 0; i < p->lpm[f].n; i++)
+				if (p->lpm[f].v[i].cls >= ccap)
+					return sn_fail(err, errlen, -EINVAL,
+						       "LPM class out of bounds");
+			rc = flatten_lpm(p->lpm[f].v, p->lpm[f].n, f, &w.out);
+		} else {
+			rc = walk_entry(&w, root, 0, 0, 1);
+		}
+		if (rc) {
+			free(w.out.v);
+			return rc;
+		}
+		if (!w.out.n || w.out.v[0].start != 0) {
+			free(w.out.v);
+			return sn_fail(err, errlen, -EINVAL,
+				       "IPv%d lookup does not cover the address space",
+				       f ? 6 : 4);
+		}
+		p->flat[f] = w.out.v;
+		p->n_flat[f] = w.out.n;
+		for (size_t i = 0; i < w.out.n; i++)
+			p->class_used[w.out.v[i].cls] = 1;
+	}
+	for (uint32_t pr = 0; pr < SN_POP_PROTO; pr++) {
+		const struct sn_proto_entry *e = aget(&p->a[SN_PA_PROTO], pr);
+
+		/* Ids past the stride (a program with a shorter row now):
+		 * not in use; the next translation writes every entry. */
+		if (e->l4_noport < stride)
+			p->l4_used[e->l4_noport] = 1;
+	}
+	for (uint32_t t = 1; t <= SN_PORT_TABLES; t++) {
+		if (!(p->g.port_tables & (1u << t)))
+			continue;
+		for (uint32_t port = 0; port < SN_PORTS_PER_TABLE; port++) {
+			uint32_t v = *(uint32_t *)aget(&p->a[SN_PA_PORTS],
+						       (t - 1) * SN_PORTS_PER_TABLE + port);
+
+			if (v < stride)
+				p->l4_used[v] = 1;
+		}
+	}
+	for (uint32_t c = 0; c < ccap; c++) {
+		if (!p->class_used[c])
+			continue;
+		for (uint32_t l = 0; l < stride; l++) {
+			const struct sn_decision *d;
+
+			if (!p->l4_used[l])
+				continue;
+			d = aget(&p->a[SN_PA_DECISIONS], c * stride + l);
+			if (d->rule_id >= p->g.cap_slots ||
+			    d->limit > p->g.cap[SN_PA_LIMITS])
+				return sn_fail(err, errlen, -EINVAL,
+					       "decision %u out of bounds",
+					       c * stride + l);
+			if (d->limit) {
+				const struct sn_limit_cfg *lc =
+					aget(&p->a[SN_PA_LIMITS], d->limit - 1u);
+
+				p->limit_used[d->limit - 1] = 1;
+				p->limit_ident[d->limit - 1] = lc->identity;
+			}
+		}
+	}
+	p->valid = true;
+	return 0;
+}
+
+/* ---- the program's walk, over the population (tests) ------------------------------- */
+
+static int classify_src(const struct sn_pop *p, int f, const uint8_t *addr,
+			uint32_t *cls)
+{
+	const int W = width_of(f);
+	const struct sn_pop_array *na = &p->a[f ? SN_PA_NODES6 : SN_PA_NODES4];
+	const struct sn_pop_array *ra = &p->a[f ? SN_PA_RANGES6 : SN_PA_RANGES4];
+	const u128 key = key_of(addr, W);
+	uint32_t e = *(uint32_t *)aget(na, 0);
+	int d = 0, reads = 1;
+
+	if (e == SN_SRC_USE_LPM) {
+		const struct sn_pop_lpm *l = &p->lpm[f];
+		int best = -1;
+
+		for (size_t i = 0; i < l->n; i++) {
+			int len = l->v[i].len;
+			u128 pk = key_of(l->v[i].addr, W);
+			u128 mask = len ? ~key_max(W - len) & key_max(W) : 0;
+
+			if (len == W)
+				mask = key_max(W);
+			if ((key & mask) == pk && len > best) {
+				best = len;
+				*cls = l->v[i].cls;
+			}
+		}
+		return best < 0 ? -1 : 0;
+	}
+	while (e & SN_SRC_CHILD) {
+		int s = (int)((e >> SN_SRC_SPAN_SHIFT) & SN_SRC_SPAN_MASK) + 1;
+		uint64_t idx = e & SN_SRC_INDEX_MASK;
+
+		if (reads >= (f ? SN_SRC_MAX_READS_V6 : SN_SRC_MAX_READS_V4) ||
+		    d + s > W)
+			return -1;
+		idx += (uint64_t)((key >> (W - d - s)) & (((u128)1 << s) - 1));
+		if (idx >= na->cap)
+			return -1;
+		e = *(uint32_t *)aget(na, (uint32_t)idx);
+		reads++;
+		d += s;
+	}
+	uint32_t first = e & SN_SRC_INDEX_MASK;
+	uint32_t n = ((e >> SN_SRC_SPAN_SHIFT) & SN_SRC_SPAN_MASK) + 1;
+
+	if (n == 1) {
+		*cls = first;
+		return 0;
+	}
+	if ((uint64_t)first + n > ra->cap)
+		return -1;
+	*cls = range_class(f, aget(ra, first)) & 0x7fffffff;
+	for (uint32_t i = 1; i < n; i++) {
+		const void *r = aget(ra, first + i);
+
+		if (range_start(f, r) > key)
+			break;
+		*cls = range_class(f, r) & 0x7fffffff;
+	}
+	return 0;
+}
+
+int sn_pop_classify(const struct sn_pop *p, int family, const uint8_t *addr,
+		    int proto, int port, struct sn_decision *out)
+{
+	const int f = family == SN_FAMILY_V6;
+	const uint32_t stride = p->g.l4_stride;
+	const struct sn_proto_entry *pe;
+	uint32_t cls, l4, idx;
+
+	if (classify_src(p, f, addr, &cls))
+		return -1;
+	pe = aget(&p->a[SN_PA_PROTO], (uint32_t)proto & 0xff);
+	l4 = pe->l4_noport;
+	if (port >= 0 && pe->port_table &&
+	    (p->g.port_tables & (1u << pe->port_table)))
+		l4 = *(uint32_t *)aget(&p->a[SN_PA_PORTS],
+				       (pe->port_table - 1) * SN_PORTS_PER_TABLE +
+					       (uint32_t)port);
+	if (l4 >= stride)
+		return -1;
+	idx = cls * stride + l4;
+	if (idx >= p->g.cap[SN_PA_DECISIONS])
+		return -1;
+	*out = *(const struct sn_decision *)aget(&p->a[SN_PA_DECISIONS], idx);
+	return 0;
+}
