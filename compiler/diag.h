@@ -61,6 +61,16 @@ struct sn_source {
 	const char *path;
 	const char *text;
 	size_t len;
+	/* The file as it was read (fstat; all 0 for in-memory text): a
+	 * watcher tells by them whether it changed since (sentryd). */
+	uint64_t dev, ino, size;
+	int64_t mtime_ns, ctime_ns;
+};
+
+/* A file a compile tried to read and could not (sentryd watches it). */
+struct sn_source_miss {
+	const char *path;
+	int err; /* negative errno, as sn_srcmgr_load returned it */
 };
 
 /* Every file a compile read: policies, includes and list files. */
@@ -68,6 +78,8 @@ struct sn_srcmgr {
 	struct sn_arena arena;
 	struct sn_source *v;
 	size_t n, cap;
+	struct sn_source_miss *miss; /* files that could not be read */
+	size_t n_miss, cap_miss;
 	size_t max_file_size; /* larger files are refused with -EFBIG */
 };
 

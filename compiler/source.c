@@ -18,6 +18,8 @@ void sn_srcmgr_init(struct sn_srcmgr *m)
 	sn_arena_init(&m->arena);
 	m->v = NULL;
 	m->n = m->cap = 0;
+	m->miss = NULL;
+	m->n_miss = m->cap_miss = 0;
 	m->max_file_size = SN_MAX_FILE_SIZE_DEFAULT;
 }
 
@@ -28,9 +30,12 @@ void sn_srcmgr_free(struct sn_srcmgr *m)
 	for (size_t i = 0; i < m->n; i++)
 		free((void *)m->v[i].text);
 	free(m->v);
+	free(m->miss);
 	sn_arena_free(&m->arena);
 	m->v = NULL;
 	m->n = m->cap = 0;
+	m->miss = NULL;
+	m->n_miss = m->cap_miss = 0;
 }
 
 /*
@@ -39,7 +44,7 @@ void sn_srcmgr_free(struct sn_srcmgr *m)
  * left to the caller.
  */
 static int keep(struct sn_srcmgr *m, const char *path, char *text, size_t len,
-		const struct sn_source **out)
+		const struct stat *st, const struct sn_source **out)
 {
 	struct sn_source *rec = sn_arena_alloc(&m->arena, sizeof(*rec));
 	char *p = sn_arena_strdup(&m->arena, path);
@@ -55,9 +60,16 @@ static int keep(struct sn_srcmgr *m, const char *path, char *text, size_t len,
 		m->v = v;
 		m->cap = cap;
 	}
-	rec->path = p;
-	rec->text = text;
-	rec->len = len;
+	*rec = (struct sn_source){ .path = p, .text = text, .len = len };
+	if (st) {
+		rec->dev = (uint64_t)st->st_dev;
+		rec->ino = (uint64_t)st->st_ino;
+		rec->size = (uint64_t)st->st_size;
+		rec->mtime_ns = (int64_t)st->st_mtim.tv_sec * 1000000000 +
+				st->st_mtim.tv_nsec;
+		rec->ctime_ns = (int64_t)st->st_ctim.tv_sec * 1000000000 +
+				st->st_ctim.tv_nsec;
+	}
 	m->v[m->n++] = *rec;
 	if (out)
 		*out = rec;
@@ -152,22 +164,49 @@ static int load(struct sn_srcmgr *m, const char *path, bool regular_only,
 	close(fd);
 	if (err)
 		return err;
-	err = keep(m, path, text, len, out);
+	err = keep(m, path, text, len, &st, out);
 	if (err)
 		free(text);
+	return err;
+}
+
+/* Remember a file that could not be read (not for lack of memory). */
+static int missed(struct sn_srcmgr *m, const char *path, int err)
+{
+	char *p;
+
+	if (err == -ENOMEM)
+		return err;
+	if (m->n_miss == m->cap_miss) {
+		size_t cap = m->cap_miss ? m->cap_miss * 2 : 8;
+		struct sn_source_miss *v = realloc(m->miss, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		m->miss = v;
+		m->cap_miss = cap;
+	}
+	p = sn_arena_strdup(&m->arena, path);
+	if (!p)
+		return -ENOMEM;
+	m->miss[m->n_miss++] = (struct sn_source_miss){ p, err };
 	return err;
 }
 
 int sn_srcmgr_load(struct sn_srcmgr *m, const char *path,
 		   const struct sn_source **out)
 {
-	return load(m, path, false, out);
+	int err = load(m, path, false, out);
+
+	return err ? missed(m, path, err) : 0;
 }
 
 int sn_srcmgr_load_regular(struct sn_srcmgr *m, const char *path,
 			   const struct sn_source **out)
 {
-	return load(m, path, true, out);
+	int err = load(m, path, true, out);
+
+	return err ? missed(m, path, err) : 0;
 }
 
 const char *sn_srcmgr_strerror(int err)
@@ -190,7 +229,7 @@ int sn_srcmgr_add(struct sn_srcmgr *m, const char *path, const char *text,
 		return -ENOMEM;
 	memcpy(copy, text, len);
 	copy[len] = '\0';
-	err = keep(m, path, copy, len, out);
+	err = keep(m, path, copy, len, NULL, out);
 	if (err)
 		free(copy);
 	return err;

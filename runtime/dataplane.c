@@ -90,6 +90,8 @@ struct sn_dataplane {
 	uint8_t tag[8]; /* this build's program */
 	bool need_replace;  /* the loaded program is not this build's */
 	bool stale_standby; /* a level failed: rewrite the standby first */
+	bool pending;       /* flipped; the old generation not level yet */
+	double t_apply;     /* when the pending apply started (stats) */
 	bool pinned;
 	char pin_dir[PATH_MAX];
 	struct sn_dp_stats stats;
@@ -612,7 +614,7 @@ static int publish(struct sn_dataplane *dp, const struct sn_image *img,
 		   double t0, char *err, size_t errlen)
 {
 	struct sn_dp_stats *st = &dp->stats;
-	const uint32_t standby = dp->gen ^ 1, old = dp->gen;
+	const uint32_t standby = dp->gen ^ 1;
 	double t;
 	int ret;
 
@@ -621,6 +623,7 @@ static int publish(struct sn_dataplane *dp, const struct sn_image *img,
 		/* Nothing the program reads changes (only slot holders'
 		 * rule ids, or nothing at all). */
 		st->unchanged = true;
+		st->enforced_at = now_ms();
 		ret = write_slots(dp->ps.fd, &dp->pop, true);
 		sn_pop_commit(&dp->pop);
 		meta_applied(dp, img);
@@ -654,23 +657,38 @@ static int publish(struct sn_dataplane *dp, const struct sn_image *img,
 	}
 	dp->gen = standby;
 	st->flip_ms = now_ms() - t;
+	st->enforced_at = now_ms();
 	meta_applied(dp, img);
 	store_meta(dp); /* informational: the flip is what enforces */
+	dp->pending = true;
+	dp->t_apply = t0;
+	return 0;
+}
 
+int sn_dp_settle(struct sn_dataplane *dp, bool wait)
+{
+	struct sn_dp_stats *st = &dp->stats;
+	double t;
+	int ret = 0;
+
+	if (!dp->pending)
+		return 0;
 	t = now_ms();
-	ret = dp_sync(dp);
+	if (wait)
+		ret = dp_sync(dp);
 	st->sync_ms = now_ms() - t;
 	t = now_ms();
 	if (ret) {
 		/* No grace period: the old generation may still be read.
 		 * Leave it; the next apply rewrites it after waiting. */
 		dp->stale_standby = true;
-	} else if (write_gen(dp->ps.fd, &dp->pop, old, false, NULL, 0)) {
+	} else if (write_gen(dp->ps.fd, &dp->pop, dp->gen ^ 1, false, NULL, 0)) {
 		dp->stale_standby = true;
 	}
 	st->level_ms = now_ms() - t;
 	sn_pop_commit(&dp->pop);
-	st->total_ms = now_ms() - t0;
+	dp->pending = false;
+	st->total_ms = now_ms() - dp->t_apply;
 	return 0;
 }
 
@@ -690,12 +708,13 @@ static int relevel(struct sn_dataplane *dp, char *err, size_t errlen)
 	return ret;
 }
 
-int sn_dp_apply(struct sn_dataplane *dp, const struct sn_image *image,
-		char *err, size_t errlen)
+static int stage_apply(struct sn_dataplane *dp, const struct sn_image *image,
+		       char *err, size_t errlen)
 {
 	const double t0 = now_ms();
 	int ret;
 
+	sn_dp_settle(dp, true);
 	memset(&dp->stats, 0, sizeof(dp->stats));
 	if (image->constants.abi_version != SN_ABI_VERSION)
 		return sn_fail(err, errlen, -EPROTO,
@@ -712,6 +731,15 @@ int sn_dp_apply(struct sn_dataplane *dp, const struct sn_image *image,
 	dp->stats.pop = dp->pop.stats;
 	dp->stats.translate_ms = now_ms() - t0;
 	return publish(dp, image, t0, err, errlen);
+}
+
+int sn_dp_apply(struct sn_dataplane *dp, const struct sn_image *image,
+		char *err, size_t errlen)
+{
+	int ret = stage_apply(dp, image, err, errlen);
+
+	sn_dp_settle(dp, true);
+	return ret;
 }
 
 const struct sn_dp_stats *sn_dp_stats(const struct sn_dataplane *dp)
@@ -783,7 +811,7 @@ static int replace_program(struct sn_dataplane *dp, const struct sn_image *img,
 	bool new_map[SN_PA_N] = { false }, new_lpm[2] = { false };
 	bool new_slots, pinned_new = false;
 	int reuse[N_MAPS];
-	uint32_t standby = dp->gen ^ 1, old = dp->gen, used_slots = 0;
+	uint32_t standby = dp->gen ^ 1, used_slots = 0;
 	double t;
 	int ret;
 
@@ -911,16 +939,9 @@ static int replace_program(struct sn_dataplane *dp, const struct sn_image *img,
 	st->flip_ms = now_ms() - t;
 	st->replaced = true;
 
-	/* The new program decides from here on. */
-	t = now_ms();
-	ret = dp_sync(dp);
-	st->sync_ms = now_ms() - t;
-	t = now_ms();
-	if (ret || write_gen(ns.fd, &np, old, false, NULL, 0))
-		dp->stale_standby = true;
-	st->level_ms = now_ms() - t;
-	sn_pop_commit(&np);
-
+	/* The new program decides from here on; the old generation is
+	 * levelled by sn_dp_settle. */
+	st->enforced_at = now_ms();
 	progset_close(&dp->ps);
 	dp->ps = ns;
 	sn_pop_free(&dp->pop);
@@ -937,7 +958,8 @@ static int replace_program(struct sn_dataplane *dp, const struct sn_image *img,
 	}
 	meta_applied(dp, img);
 	store_meta(dp);
-	st->total_ms = now_ms() - t0;
+	dp->pending = true;
+	dp->t_apply = t0;
 	return 0;
 
 fail_restore:
@@ -963,16 +985,17 @@ fail_clean:
 	return ret;
 }
 
-int sn_dp_update(struct sn_dataplane *dp, const struct sn_image *image,
-		 char *err, size_t errlen)
+int sn_dp_stage(struct sn_dataplane *dp, const struct sn_image *image,
+		char *err, size_t errlen)
 {
 	int ret;
 
 	if (!dp->need_replace) {
-		ret = sn_dp_apply(dp, image, err, errlen);
+		ret = stage_apply(dp, image, err, errlen);
 		if (ret != -ESTALE && ret != -E2BIG)
 			return ret;
 	}
+	sn_dp_settle(dp, true);
 	if (image->constants.abi_version != SN_ABI_VERSION)
 		return sn_fail(err, errlen, -EPROTO,
 			       "policy image has ABI version %u, this data plane %u",
@@ -983,6 +1006,15 @@ int sn_dp_update(struct sn_dataplane *dp, const struct sn_image *image,
 			return ret;
 	}
 	return replace_program(dp, image, err, errlen);
+}
+
+int sn_dp_update(struct sn_dataplane *dp, const struct sn_image *image,
+		 char *err, size_t errlen)
+{
+	int ret = sn_dp_stage(dp, image, err, errlen);
+
+	sn_dp_settle(dp, true);
+	return ret;
 }
 
 /* ---- attach, pin ----------------------------------------------------------------- */
@@ -1203,6 +1235,7 @@ void sn_dp_close(struct sn_dataplane *dp)
 {
 	if (!dp)
 		return;
+	sn_dp_settle(dp, true);
 	/* An unpinned link detaches here; a pinned one keeps enforcing. */
 	if (dp->link_fd >= 0)
 		close(dp->link_fd);

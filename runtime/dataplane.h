@@ -55,6 +55,7 @@ struct sn_dp_stats {
 	double translate_ms;      /* image -> population difference */
 	double write_ms;          /* difference into the standby generation */
 	double flip_ms;           /* sn_gen written: the new policy decides */
+	double enforced_at;       /* CLOCK_MONOTONIC ms of that moment */
 	double sync_ms;           /* the RCU grace period after the flip */
 	double level_ms;          /* difference into the old generation */
 	double load_ms;           /* a new program loaded (replacement) */
@@ -85,6 +86,16 @@ int sn_dp_apply(struct sn_dataplane *dp, const struct sn_image *image,
 int sn_dp_update(struct sn_dataplane *dp, const struct sn_image *image,
 		 char *err, size_t errlen);
 const struct sn_dp_stats *sn_dp_stats(const struct sn_dataplane *dp);
+/*
+ * sn_dp_update in two halves, so several interfaces share one grace
+ * period: sn_dp_stage returns once the new policy enforces (the flip, or
+ * the link update); sn_dp_settle waits for the grace period (unless wait
+ * is false: the caller waited after every stage) and levels the old
+ * generation.  Every other call settles first by itself.
+ */
+int sn_dp_stage(struct sn_dataplane *dp, const struct sn_image *image,
+		char *err, size_t errlen);
+int sn_dp_settle(struct sn_dataplane *dp, bool wait);
 
 /* Attach to ifindex with a bpf_link; *mode gets what was obtained. */
 int sn_dp_attach(struct sn_dataplane *dp, int ifindex,

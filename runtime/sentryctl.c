@@ -208,6 +208,88 @@ static void print_counters(const struct sn_counter *c, uint32_t n,
 	}
 }
 
+/* A value of the reload status (key=value lines), unquoted, or "". */
+static void status_value(const char *text, const char *key, char *out,
+			 size_t len)
+{
+	size_t kl = strlen(key);
+
+	out[0] = '\0';
+	for (const char *p = text; p && *p;) {
+		const char *nl = strchr(p, '\n');
+		size_t ll = nl ? (size_t)(nl - p) : strlen(p);
+
+		if (!strncmp(p, "diagnostics:", 12))
+			return;
+		if (ll > kl && !strncmp(p, key, kl) && p[kl] == '=') {
+			const char *v = p + kl + 1;
+			size_t vl = ll - kl - 1, n = 0;
+
+			if (vl >= 2 && v[0] == '"' && v[vl - 1] == '"') {
+				/* logfmt quoting: \" and \\ escapes */
+				for (size_t i = 1; i + 1 < vl && n + 1 < len; i++) {
+					if (v[i] == '\\' && i + 2 < vl)
+						i++;
+					out[n++] = v[i];
+				}
+			} else {
+				for (size_t i = 0; i < vl && n + 1 < len; i++)
+					out[n++] = v[i];
+			}
+			out[n] = '\0';
+			return;
+		}
+		p = nl ? nl + 1 : NULL;
+	}
+}
+
+/*
+ * What sentryd said about its last reload (<state-dir>/<if>/reload.status):
+ * the result, and for a failure the reason and the diagnostics.
+ */
+static void print_reload_status(const struct opts *o, const char *ifname,
+				const char *applied_hex)
+{
+	char *text = NULL, result[32], at[64], ok[32], failed[32], error[512],
+	     enforced[80];
+
+	if (sn_state_read_file(o->state_dir, ifname, SN_STATE_STATUS_NAME,
+			       &text, NULL))
+		return;
+	status_value(text, "result", result, sizeof(result));
+	status_value(text, "at", at, sizeof(at));
+	status_value(text, "reloads_ok", ok, sizeof(ok));
+	status_value(text, "reloads_failed", failed, sizeof(failed));
+	status_value(text, "error", error, sizeof(error));
+	status_value(text, "enforced", enforced, sizeof(enforced));
+	printf("reload     %s at %s (%s applied, %s failed since the daemon "
+	       "started)\n", result[0] ? result : "?", at[0] ? at : "?",
+	       ok[0] ? ok : "0", failed[0] ? failed : "0");
+	if (!strcmp(result, "failed")) {
+		printf("           %s\n", error);
+		printf("           the last good policy %.12s stays enforced%s\n",
+		       enforced, strncmp(enforced, applied_hex, 12) ?
+				 " (differs from sn_meta!)" : "");
+		const char *dg = strstr(text, "\ndiagnostics:\n");
+		int lines = 0;
+
+		if (dg) {
+			dg += strlen("\ndiagnostics:\n");
+			while (*dg && lines < 40) {
+				const char *nl = strchr(dg, '\n');
+				int l = nl ? (int)(nl - dg) : (int)strlen(dg);
+
+				printf("           | %.*s\n", l, dg);
+				lines++;
+				dg = nl ? nl + 1 : dg + l;
+			}
+			if (*dg)
+				printf("           | ...\n");
+		}
+	}
+	free(text);
+}
+
 /* Status of one interface directory; 0 or -1 (reported). */
 static int status_one(const struct opts *o, const char *ifname)
 {
@@ -245,6 +327,11 @@ static int status_one(const struct opts *o, const char *ifname)
 	printf("policy     %.12s  (%u rules incl. pseudo-rules)\n", hex,
 	       meta.n_rules);
 	printf("applied    %s\n", when);
+	if (meta.state_version)
+		printf("generation %u (%llu appl%s)\n", meta.active_gen,
+		       (unsigned long long)meta.reloads,
+		       meta.reloads == 1 ? "y" : "ies");
+	print_reload_status(o, ifname, hex);
 
 	uint32_t n = meta.n_rules;
 	if (n > MAX_RULES) {

@@ -1,10 +1,12 @@
 /*
  * sentryd: compile a policy, enforce it with XDP on one or more
- * interfaces, and stay until told to stop.
+ * interfaces, follow changes of the policy files, and stay until told to
+ * stop.
  *
  *   sentryd --iface IF [--iface IF2 ...] --policy PATH
  *           [--xdp-mode auto|native|generic] [--pin-root DIR]
  *           [--state-dir DIR] [--detach-on-exit] [--log-level LEVEL]
+ *           [--no-watch] [--debounce-ms N] [--settle-ms N]
  *
  * Per interface: load the program for the image, fill its maps, attach
  * with a bpf_link, record sn_meta, save the image (rule locations for
@@ -16,14 +18,25 @@
  * Either every interface ends up enforced or none does: a failure half-way
  * rolls back what was attached, pinned and saved, so nothing partial stays.
  *
+ * Then it watches the policy, its includes and list files (runtime/watch.h:
+ * inotify on their directories) and, after a quiet period, recompiles and
+ * applies the difference atomically (SPEC.md 4.3).  A policy that does
+ * not compile, or that the data plane cannot take, changes nothing: the
+ * last good policy keeps enforcing, the diagnostics are logged as
+ * sentry-compile prints them and kept in <state-dir>/<ifname>/reload.status
+ * for `sentryctl status`, and the next change is tried again.  SIGHUP
+ * reloads at once.
+ *
  * Exit: 0 clean exit after SIGTERM/SIGINT, 1 invalid policy or runtime
  * failure, 2 usage.
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <net/if.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -42,6 +55,7 @@
 #include "dataplane.h"
 #include "log.h"
 #include "state.h"
+#include "watch.h"
 
 enum {
 	EXIT_CLEAN = 0,
@@ -50,6 +64,10 @@ enum {
 };
 
 #define MAX_IFACES 64
+/* Quiet periods before a reload (SPEC.md 7 "sentryd"). */
+#define SN_DEBOUNCE_MS 5
+#define SN_SETTLE_MS 250
+#define SN_MAX_WAIT_MS 2000
 
 struct opts {
 	const char *ifaces[MAX_IFACES];
@@ -60,6 +78,10 @@ struct opts {
 	const char *state_dir;
 	bool detach_on_exit;
 	enum sn_log_level level;
+	bool watch;        /* follow changes of the policy files */
+	int debounce_ms;   /* quiet period after a file is complete */
+	int settle_ms;     /* ... while a file is being written */
+	int max_wait_ms;   /* at most this long after the first change */
 };
 
 /* What has been done on one interface, so a rollback undoes exactly it. */
@@ -75,12 +97,26 @@ struct iface {
 	bool image_saved;
 };
 
+/* A file the last compile read or tried to read, as it was then. */
+struct srcsig {
+	char *path;
+	bool read;      /* read; else it failed with err */
+	int err;
+	uint64_t dev, ino, size;
+	int64_t mtime_ns, ctime_ns;
+};
+
 struct daemon {
 	struct opts o;
 	struct sn_log log;
 	struct iface ifs[MAX_IFACES];
 	bool pin_root_existed, state_dir_existed;
-	char checksum_hex[65];
+	char checksum_hex[65];  /* of the image compiled last */
+	char enforced_hex[65];  /* of the image enforcing now */
+	struct sn_watch *watch;
+	struct srcsig *sigs;
+	size_t n_sigs;
+	uint64_t reloads_ok, reloads_failed;
 };
 
 static void usage(FILE *out)
@@ -99,12 +135,19 @@ static void usage(FILE *out)
 		"  --state-dir DIR     saved policy images (default %s)\n"
 		"  --detach-on-exit    detach and unpin on SIGTERM/SIGINT\n"
 		"  --log-level LEVEL   debug, info (default), warn, error\n"
+		"  --no-watch          do not follow changes of the policy files\n"
+		"                      (SIGHUP still reloads)\n"
+		"  --debounce-ms N     quiet time after a policy file is saved,\n"
+		"                      renamed or removed before reloading (default %d)\n"
+		"  --settle-ms N       quiet time while a file is being written\n"
+		"                      (default %d)\n"
 		"\n"
 		"Logs are logfmt lines on stderr; invalid policies are reported\n"
 		"like sentry-compile does.\n"
 		"\n"
 		"exit: 0 clean exit, 1 invalid policy or runtime failure, 2 usage\n",
-		MAX_IFACES, SN_DEFAULT_PIN_ROOT, SN_DEFAULT_STATE_DIR);
+		MAX_IFACES, SN_DEFAULT_PIN_ROOT, SN_DEFAULT_STATE_DIR,
+		SN_DEBOUNCE_MS, SN_SETTLE_MS);
 }
 
 static int usage_error(const char *fmt, ...)
@@ -131,6 +174,9 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		{ "state-dir", required_argument, NULL, 'S' },
 		{ "detach-on-exit", no_argument, NULL, 'D' },
 		{ "log-level", required_argument, NULL, 'l' },
+		{ "no-watch", no_argument, NULL, 'W' },
+		{ "debounce-ms", required_argument, NULL, 'b' },
+		{ "settle-ms", required_argument, NULL, 's' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -139,6 +185,10 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		.pin_root = SN_DEFAULT_PIN_ROOT,
 		.state_dir = SN_DEFAULT_STATE_DIR,
 		.level = SN_LOG_INFO,
+		.watch = true,
+		.debounce_ms = SN_DEBOUNCE_MS,
+		.settle_ms = SN_SETTLE_MS,
+		.max_wait_ms = SN_MAX_WAIT_MS,
 	};
 	int c;
 	opterr = 0; /* our own messages, one style */
@@ -176,6 +226,22 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			if (sn_log_level_parse(optarg, &o->level))
 				return usage_error("bad --log-level '%s'", optarg);
 			break;
+		case 'W': o->watch = false; break;
+		case 'b':
+		case 's': {
+			char *end;
+			long v = strtol(optarg, &end, 10);
+
+			if (*end || end == optarg || v < 0 || v > 60000)
+				return usage_error("bad --%s '%s' (0..60000)",
+						   c == 'b' ? "debounce-ms" :
+							      "settle-ms", optarg);
+			if (c == 'b')
+				o->debounce_ms = (int)v;
+			else
+				o->settle_ms = (int)v;
+			break;
+		}
 		case 'h': usage(stdout); return EXIT_CLEAN;
 		case '?':
 		default:
@@ -296,6 +362,9 @@ static uint64_t realtime_ns(void)
  * the saved image are already complete.  An unpinned link dies with its
  * fd, so a crash before the pin step leaves nothing enforced behind.
  */
+static int record_meta(struct daemon *d, struct iface *f,
+		       const struct sn_image *img);
+
 static int bring_up(struct daemon *d, struct iface *f, struct sn_image *img)
 {
 	char err[512] = "";
@@ -323,16 +392,7 @@ static int bring_up(struct daemon *d, struct iface *f, struct sn_image *img)
 	sn_log(&d->log, SN_LOG_DEBUG, f->name, "attached (mode=%s), not pinned yet",
 	       mode_name(f->mode));
 
-	struct sn_meta meta = {
-		.abi_version = SN_ABI_VERSION,
-		.attach_mode = f->mode,
-		.ifindex = (uint32_t)f->ifindex,
-		.n_rules = img->n_rules,
-		.applied_at_ns = realtime_ns(),
-	};
-	memcpy(meta.checksum, img->checksum, sizeof(meta.checksum));
-	snprintf(meta.ifname, sizeof(meta.ifname), "%s", f->name);
-	rc = sn_dp_write_meta(f->dp, &meta);
+	rc = record_meta(d, f, img);
 	if (rc) {
 		sn_log(&d->log, SN_LOG_ERROR, f->name, "writing sn_meta: %s",
 		       strerror(-rc));
@@ -409,24 +469,46 @@ static void rollback(struct daemon *d)
 	       "nothing attached: every interface rolled back");
 }
 
-/* Compile; on failure report like sentry-compile and return non-zero. */
-static int compile_policy(struct daemon *d, struct sn_ctx *ctx,
-			  struct sn_image **img)
+static double mono_ms(void)
 {
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/*
+ * Compile d->o.policy into ctx.  On failure report like sentry-compile
+ * (the same rendering, on stderr), put that rendering into *diag_text
+ * (malloc'd, when diag_text is given) and a one-line reason into why, and
+ * return -1.  Warnings of a valid policy are printed too.
+ */
+static int compile_policy(struct daemon *d, struct sn_ctx *ctx,
+			  struct sn_image **img, char **diag_text, char *why,
+			  size_t whylen)
+{
+	if (diag_text)
+		*diag_text = NULL;
 	int rc = sn_compile_file(ctx, d->o.policy, NULL, img);
 	if (rc == -EINVAL || ctx->diags.n_errors) {
 		sn_diags_sort(&ctx->diags);
 		sn_diags_render_text(stderr, &ctx->diags, &ctx->sources);
-		sn_log(&d->log, SN_LOG_ERROR, NULL,
-		       "policy %s is invalid (%zu error%s); nothing attached",
-		       d->o.policy, ctx->diags.n_errors,
-		       ctx->diags.n_errors == 1 ? "" : "s");
+		if (diag_text) {
+			size_t len = 0;
+			FILE *m = open_memstream(diag_text, &len);
+			if (m) {
+				sn_diags_render_text(m, &ctx->diags, &ctx->sources);
+				fclose(m);
+			}
+		}
+		snprintf(why, whylen, "policy %s is invalid (%zu error%s)",
+			 d->o.policy, ctx->diags.n_errors,
+			 ctx->diags.n_errors == 1 ? "" : "s");
 		return -1;
 	}
 	if (rc) {
 		/* Only an unreadable main file (or no memory) gets here. */
-		sn_log(&d->log, SN_LOG_ERROR, NULL, "cannot read policy %s: %s",
-		       d->o.policy, strerror(-rc));
+		snprintf(why, whylen, "cannot read policy %s: %s", d->o.policy,
+			 strerror(-rc));
 		return -1;
 	}
 	if (ctx->diags.n) { /* warnings, shown as sentry-compile shows them */
@@ -440,8 +522,8 @@ static int compile_policy(struct daemon *d, struct sn_ctx *ctx,
 	rc = sn_image_serialize(*img, &buf, &len);
 	free(buf);
 	if (rc) {
-		sn_log(&d->log, SN_LOG_ERROR, NULL,
-		       "cannot serialise the image: %s", strerror(-rc));
+		snprintf(why, whylen, "cannot serialise the image: %s",
+			 strerror(-rc));
 		return -1;
 	}
 	sn_checksum_hex((*img)->checksum, d->checksum_hex);
@@ -451,20 +533,367 @@ static int compile_policy(struct daemon *d, struct sn_ctx *ctx,
 	return 0;
 }
 
-/* Block until SIGTERM or SIGINT; returns the signal number or -errno. */
-static int wait_for_signal(int sfd)
+/* ---- watching ------------------------------------------------------------- */
+
+static void sigs_free(struct daemon *d)
 {
-	/* A single read; retried only on EINTR from other causes, which
-	 * cannot repeat without a signal arriving. */
-	for (int tries = 0; tries < 1000; tries++) {
-		struct signalfd_siginfo si;
-		ssize_t n = read(sfd, &si, sizeof(si));
-		if (n == (ssize_t)sizeof(si))
-			return (int)si.ssi_signo;
+	for (size_t i = 0; i < d->n_sigs; i++)
+		free(d->sigs[i].path);
+	free(d->sigs);
+	d->sigs = NULL;
+	d->n_sigs = 0;
+}
+
+static void sig_of_stat(struct srcsig *g, const struct stat *st)
+{
+	g->dev = (uint64_t)st->st_dev;
+	g->ino = (uint64_t)st->st_ino;
+	g->size = (uint64_t)st->st_size;
+	g->mtime_ns = (int64_t)st->st_mtim.tv_sec * 1000000000 +
+		      st->st_mtim.tv_nsec;
+	g->ctime_ns = (int64_t)st->st_ctim.tv_sec * 1000000000 +
+		      st->st_ctim.tv_nsec;
+}
+
+/*
+ * Watch every file the compile read or tried to read, and remember how
+ * each one was, so a change between the read and the watch is not lost
+ * (sources_changed).
+ */
+static void update_watches(struct daemon *d, const struct sn_ctx *ctx)
+{
+	const struct sn_srcmgr *m = &ctx->sources;
+	size_t n = 1 + m->n + m->n_miss;
+	const char **paths = calloc(n, sizeof(*paths));
+	struct srcsig *sigs = calloc(n, sizeof(*sigs));
+	size_t k = 0;
+
+	if (!paths || !sigs) {
+		free(paths);
+		free(sigs);
+		return;
+	}
+	paths[k++] = d->o.policy;
+	for (size_t i = 0; i < m->n; i++)
+		paths[k++] = m->v[i].path;
+	for (size_t i = 0; i < m->n_miss; i++)
+		paths[k++] = m->miss[i].path;
+	if (d->watch) {
+		int rc = sn_watch_set(d->watch, paths, k);
+		if (rc < 0)
+			sn_log(&d->log, SN_LOG_WARN, NULL,
+			       "cannot watch the policy files: %s (SIGHUP "
+			       "reloads)", strerror(-rc));
+		else
+			sn_log(&d->log, SN_LOG_DEBUG, NULL,
+			       "watching %d directories for %zu files", rc, k);
+	}
+	sigs_free(d);
+	for (size_t i = 0; i < m->n; i++) {
+		struct srcsig *g = &sigs[d->n_sigs];
+		g->path = strdup(m->v[i].path);
+		g->read = true;
+		g->dev = m->v[i].dev;
+		g->ino = m->v[i].ino;
+		g->size = m->v[i].size;
+		g->mtime_ns = m->v[i].mtime_ns;
+		g->ctime_ns = m->v[i].ctime_ns;
+		if (g->path)
+			d->n_sigs++;
+	}
+	for (size_t i = 0; i < m->n_miss; i++) {
+		struct srcsig *g = &sigs[d->n_sigs];
+		g->path = strdup(m->miss[i].path);
+		g->err = m->miss[i].err;
+		if (g->path)
+			d->n_sigs++;
+	}
+	d->sigs = sigs;
+	free(paths);
+}
+
+/* Has any file the last compile looked at changed since? */
+static bool sources_changed(const struct daemon *d)
+{
+	for (size_t i = 0; i < d->n_sigs; i++) {
+		const struct srcsig *g = &d->sigs[i];
+		struct stat st;
+		struct srcsig now = { 0 };
+
+		if (!g->read) {
+			/* Readable now (and a regular file where one is
+			 * needed)?  Then it is worth another compile. */
+			int fd = open(g->path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+			if (fd < 0) {
+				if (-errno != g->err)
+					return true;
+				continue;
+			}
+			bool reg = !fstat(fd, &st) && S_ISREG(st.st_mode);
+			close(fd);
+			if (reg || g->err != -ENODEV)
+				return true;
+			continue;
+		}
+		if (stat(g->path, &st))
+			return true;
+		sig_of_stat(&now, &st);
+		if (now.dev != g->dev || now.ino != g->ino ||
+		    now.size != g->size || now.mtime_ns != g->mtime_ns ||
+		    now.ctime_ns != g->ctime_ns)
+			return true;
+	}
+	return false;
+}
+
+/* ---- the reload status (SPEC.md 6.2) --------------------------------------- */
+
+static void iso_time(char *buf, size_t len)
+{
+	struct timespec ts;
+	struct tm tm;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	size_t n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf + n, len - n, ".%03ldZ", ts.tv_nsec / 1000000);
+}
+
+/*
+ * <state-dir>/<ifname>/reload.status: logfmt lines, then the diagnostics
+ * as sentry-compile prints them.
+ */
+static void write_status(struct daemon *d, const char *result,
+			 const char *error, const char *diags,
+			 const struct iface *only, const char *extra)
+{
+	char when[64], ev[512];
+	char *text = NULL;
+	size_t len = 0;
+	FILE *m;
+
+	iso_time(when, sizeof(when));
+	for (int i = 0; i < d->o.n_ifaces; i++) {
+		const struct iface *f = &d->ifs[i];
+		if ((only && f != only) || !f->dp)
+			continue;
+		m = open_memstream(&text, &len);
+		if (!m)
+			return;
+		sn_logfmt_value(ev, sizeof(ev), d->o.policy);
+		fprintf(m, "result=%s\nat=%s\npolicy=%s\nenforced=%s\n"
+			"reloads_ok=%llu\nreloads_failed=%llu\n", result, when,
+			ev, d->enforced_hex, (unsigned long long)d->reloads_ok,
+			(unsigned long long)d->reloads_failed);
+		if (extra && *extra)
+			fprintf(m, "%s\n", extra);
+		if (error) {
+			sn_logfmt_value(ev, sizeof(ev), error);
+			fprintf(m, "error=%s\n", ev);
+		}
+		if (diags && *diags)
+			fprintf(m, "diagnostics:\n%s", diags);
+		fclose(m);
+		char err[512] = "";
+		if (sn_state_write_file(d->o.state_dir, f->name,
+					SN_STATE_STATUS_NAME, text, len, err,
+					sizeof(err)))
+			sn_log(&d->log, SN_LOG_WARN, f->name, "%s", err);
+		free(text);
+		text = NULL;
+	}
+}
+
+/* sn_meta as sentryd records it for f and the image just applied. */
+static int record_meta(struct daemon *d, struct iface *f,
+		       const struct sn_image *img)
+{
+	struct sn_meta meta = {
+		.abi_version = SN_ABI_VERSION,
+		.attach_mode = f->mode,
+		.ifindex = (uint32_t)f->ifindex,
+		.n_rules = img->n_rules,
+		.applied_at_ns = realtime_ns(),
+	};
+	memcpy(meta.checksum, img->checksum, sizeof(meta.checksum));
+	snprintf(meta.ifname, sizeof(meta.ifname), "%s", f->name);
+	(void)d;
+	return sn_dp_write_meta(f->dp, &meta);
+}
+
+/*
+ * Recompile and apply.  Nothing changes unless every interface takes the
+ * new policy; the last good one stays otherwise.  since: when the first
+ * change was seen (CLOCK_MONOTONIC ms), 0 for SIGHUP.
+ */
+static void reload(struct daemon *d, double since)
+{
+	const double t0 = mono_ms();
+	struct sn_ctx ctx;
+	struct sn_image *img = NULL;
+	char why[PATH_MAX + 256] = "", *diags = NULL, extra[512];
+	int failed_at = -1, rc;
+
+	sn_ctx_init(&ctx);
+	rc = compile_policy(d, &ctx, &img, &diags, why, sizeof(why));
+	const double t_compiled = mono_ms();
+	update_watches(d, &ctx);
+	if (rc) {
+		d->reloads_failed++;
+		sn_log(&d->log, SN_LOG_ERROR, NULL,
+		       "%s; policy %.12s stays enforced (fix it and save again)",
+		       why, d->enforced_hex);
+		write_status(d, "failed", why, diags, NULL, NULL);
+		free(diags);
+		sn_ctx_free(&ctx);
+		return;
+	}
+	if (!strcmp(d->checksum_hex, d->enforced_hex)) {
+		sn_log(&d->log, SN_LOG_INFO, NULL,
+		       "policy %.12s unchanged (compiled in %.1f ms)",
+		       d->enforced_hex, t_compiled - t0);
+		write_status(d, "unchanged", NULL, NULL, NULL, NULL);
+		sn_ctx_free(&ctx);
+		return;
+	}
+	char err[512] = "";
+	size_t entries = 0;
+	bool replaced = false;
+	/* Every interface enforces it before any waits for its grace
+	 * period: one wait for all. */
+	double t_enforced = 0;
+	for (int i = 0; i < d->o.n_ifaces; i++) {
+		struct iface *f = &d->ifs[i];
+		rc = sn_dp_stage(f->dp, img, err, sizeof(err));
+		if (rc) {
+			failed_at = i;
+			snprintf(why, sizeof(why), "applying policy %.12s to %s: %s",
+				 d->checksum_hex, f->name, err[0] ? err : strerror(-rc));
+			break;
+		}
+		const struct sn_dp_stats *st = sn_dp_stats(f->dp);
+		entries = st->entries;
+		replaced |= st->replaced;
+		if (st->enforced_at > t_enforced)
+			t_enforced = st->enforced_at;
+	}
+	for (int i = 0; i < d->o.n_ifaces; i++)
+		sn_dp_settle(d->ifs[i].dp, i == 0);
+	if (failed_at >= 0) {
+		/* Put back the interfaces that took it: the saved image is
+		 * the last good policy. */
+		for (int i = 0; i < failed_at; i++) {
+			struct iface *f = &d->ifs[i];
+			struct sn_arena arena;
+			struct sn_image *old = NULL;
+			sn_arena_init(&arena);
+			if (sn_state_load_image(d->o.state_dir, f->name, &arena,
+						&old, err, sizeof(err)) ||
+			    sn_dp_update(f->dp, old, err, sizeof(err)))
+				sn_log(&d->log, SN_LOG_ERROR, f->name,
+				       "cannot put the last good policy back: %s",
+				       err);
+			sn_arena_free(&arena);
+		}
+		d->reloads_failed++;
+		sn_log(&d->log, SN_LOG_ERROR, d->ifs[failed_at].name,
+		       "%s; policy %.12s stays enforced", why, d->enforced_hex);
+		write_status(d, "failed", why, NULL, NULL, NULL);
+		sn_ctx_free(&ctx);
+		return;
+	}
+	for (int i = 0; i < d->o.n_ifaces; i++) {
+		struct iface *f = &d->ifs[i];
+		if (record_meta(d, f, img))
+			sn_log(&d->log, SN_LOG_WARN, f->name, "writing sn_meta failed");
+		if (sn_state_save_image(d->o.state_dir, f->name, img, err,
+					sizeof(err)))
+			sn_log(&d->log, SN_LOG_WARN, f->name,
+			       "saving the image: %s (sentryctl shows rule ids "
+			       "only)", err);
+	}
+	d->reloads_ok++;
+	char was[13];
+	snprintf(was, sizeof(was), "%.12s", d->enforced_hex);
+	memcpy(d->enforced_hex, d->checksum_hex, sizeof(d->enforced_hex));
+	const struct sn_dp_stats *st = sn_dp_stats(d->ifs[0].dp);
+	if (t_enforced <= 0)
+		t_enforced = mono_ms();
+	snprintf(extra, sizeof(extra),
+		 "previous=%s\nentries=%zu\nreplaced=%s\ncompile_ms=%.2f\n"
+		 "apply_ms=%.2f\nsince_change_ms=%.2f", was, entries,
+		 replaced ? "yes" : "no", t_compiled - t0, t_enforced - t_compiled,
+		 since > 0 ? t_enforced - since : 0.0);
+	sn_log(&d->log, SN_LOG_INFO, NULL,
+	       "applied policy=%.12s (was %s) entries=%zu%s compile=%.1fms "
+	       "write=%.2fms flip=%.3fms level=%.2fms enforced %.1fms after the "
+	       "change", d->enforced_hex, was, entries,
+	       replaced ? " program replaced" : "", t_compiled - t0,
+	       st->write_ms, st->flip_ms, st->level_ms,
+	       since > 0 ? t_enforced - since : t_enforced - t0);
+	write_status(d, "ok", NULL, NULL, NULL, extra);
+	sn_ctx_free(&ctx);
+}
+
+/*
+ * Wait for signals, file changes and quiet periods; returns the stop
+ * signal, or -errno.
+ */
+static int run_loop(struct daemon *d, int sfd)
+{
+	double deadline = 0, first = 0;
+
+	for (;;) {
+		struct pollfd pfd[2] = {
+			{ .fd = sfd, .events = POLLIN },
+			{ .fd = d->watch ? sn_watch_fd(d->watch) : -1,
+			  .events = POLLIN },
+		};
+		int timeout = -1;
+		if (deadline > 0) {
+			double left = deadline - mono_ms();
+			timeout = left <= 0 ? 0 : (int)left + 1;
+		}
+		int n = poll(pfd, 2, timeout);
 		if (n < 0 && errno != EINTR)
 			return -errno;
+		if (n > 0 && (pfd[0].revents & POLLIN)) {
+			struct signalfd_siginfo si;
+			if (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+				if (si.ssi_signo != SIGHUP)
+					return (int)si.ssi_signo;
+				sn_log(&d->log, SN_LOG_INFO, NULL,
+				       "SIGHUP: reloading %s", d->o.policy);
+				reload(d, 0);
+				deadline = first = 0;
+			}
+		}
+		if (n > 0 && d->watch && (pfd[1].revents & POLLIN)) {
+			enum sn_watch_event ev;
+			int rc = sn_watch_read(d->watch, &ev);
+			if (rc)
+				sn_log(&d->log, SN_LOG_WARN, NULL,
+				       "reading file events: %s", strerror(-rc));
+			if (ev != SN_WATCH_NONE) {
+				double now = mono_ms();
+				if (first <= 0)
+					first = now;
+				deadline = now + (ev == SN_WATCH_WRITING ?
+						  d->o.settle_ms : d->o.debounce_ms);
+				if (deadline > first + d->o.max_wait_ms)
+					deadline = first + d->o.max_wait_ms;
+			}
+		}
+		if (deadline > 0 && mono_ms() >= deadline) {
+			double since = first;
+			deadline = first = 0;
+			reload(d, since);
+			/* A change between the compile's read and the watch. */
+			if (sources_changed(d)) {
+				first = mono_ms();
+				deadline = first + d->o.debounce_ms;
+			}
+		}
 	}
-	return -EINTR;
 }
 
 static int shut_down(struct daemon *d)
@@ -518,6 +947,7 @@ int main(int argc, char **argv)
 	sigemptyset(&stop);
 	sigaddset(&stop, SIGTERM);
 	sigaddset(&stop, SIGINT);
+	sigaddset(&stop, SIGHUP);
 	if (sigprocmask(SIG_BLOCK, &stop, NULL) != 0) {
 		sn_log(&d.log, SN_LOG_ERROR, NULL, "sigprocmask: %s",
 		       strerror(errno));
@@ -530,13 +960,28 @@ int main(int argc, char **argv)
 		return EXIT_FAIL;
 	}
 
+	/* Watch before the first compile reads anything: a change made while
+	 * we start up is seen. */
+	if (d.o.watch) {
+		rc = sn_watch_open(&d.watch);
+		if (rc) {
+			sn_log(&d.log, SN_LOG_WARN, NULL,
+			       "cannot watch files (%s): changes need SIGHUP",
+			       strerror(-rc));
+			d.watch = NULL;
+		}
+	}
 	struct sn_ctx ctx;
 	sn_ctx_init(&ctx);
 	struct sn_image *img = NULL;
-	if (compile_policy(&d, &ctx, &img)) {
+	char why[PATH_MAX + 256];
+	if (compile_policy(&d, &ctx, &img, NULL, why, sizeof(why))) {
+		sn_log(&d.log, SN_LOG_ERROR, NULL, "%s; nothing attached", why);
 		sn_ctx_free(&ctx);
+		sn_watch_close(d.watch);
 		return EXIT_FAIL;
 	}
+	update_watches(&d, &ctx);
 
 	/* Check every interface before touching any of them. */
 	rc = 0;
@@ -590,6 +1035,8 @@ int main(int argc, char **argv)
 		sn_ctx_free(&ctx);
 		return EXIT_FAIL;
 	}
+	memcpy(d.enforced_hex, d.checksum_hex, sizeof(d.enforced_hex));
+	write_status(&d, "ok", NULL, NULL, NULL, "previous=none");
 	for (int i = 0; i < d.o.n_ifaces; i++)
 		sn_log(&d.log, SN_LOG_INFO, d.ifs[i].name,
 		       "attached to %s mode=%s policy=%.12s rules=%u",
@@ -597,8 +1044,15 @@ int main(int argc, char **argv)
 		       img->n_rules);
 	/* The image (and its arena) is no longer needed while we wait. */
 	sn_ctx_free(&ctx);
+	if (d.watch)
+		sn_log(&d.log, SN_LOG_INFO, NULL, "watching %s and its includes "
+		       "and lists (%zu directories)", d.o.policy,
+		       sn_watch_count(d.watch));
+	/* Changed while we were attaching? */
+	if (sources_changed(&d))
+		reload(&d, mono_ms());
 
-	int sig = wait_for_signal(sfd);
+	int sig = run_loop(&d, sfd);
 	if (sig < 0)
 		sn_log(&d.log, SN_LOG_ERROR, NULL, "waiting for signals: %s",
 		       strerror(-sig));
@@ -607,5 +1061,7 @@ int main(int argc, char **argv)
 		       sig == SIGTERM ? "SIGTERM" : "SIGINT");
 	close(sfd);
 	rc = shut_down(&d);
+	sn_watch_close(d.watch);
+	sigs_free(&d);
 	return sig < 0 ? EXIT_FAIL : rc;
 }

@@ -74,42 +74,30 @@ static int write_all(int fd, const void *buf, size_t len)
 	return 0;
 }
 
-int sn_state_save_image(const char *state_dir, const char *ifname,
-			struct sn_image *image, char *err, size_t errlen)
+/* Write buf to dir/name through a temporary file, fsynced, renamed. */
+static int write_atomic(const char *dir, const char *name, const void *buf,
+			size_t len, bool durable, char *err, size_t errlen)
 {
-	char dir[4096], path[4096], tmp[4096];
+	char path[4096], tmp[4096];
 	int rc;
 
-	if (sn_ifname_check(ifname))
-		return sn_fail(err, errlen, -EINVAL, "invalid interface name");
-	if (sn_state_join(dir, sizeof(dir), state_dir, ifname) ||
-	    sn_state_join(path, sizeof(path), dir, SN_STATE_IMAGE_NAME) ||
-	    sn_state_join(tmp, sizeof(tmp), dir, SN_STATE_IMAGE_NAME ".XXXXXX"))
+	if (sn_state_join(path, sizeof(path), dir, name) ||
+	    snprintf(tmp, sizeof(tmp), "%s.XXXXXX", path) >= (int)sizeof(tmp))
 		return sn_fail(err, errlen, -ENAMETOOLONG, "state path too long");
 	rc = sn_mkdir_p(dir);
 	if (rc)
 		return sn_fail(err, errlen, rc, "cannot create %s: %s", dir,
-			    strerror(-rc));
-
-	void *buf = NULL;
-	size_t len = 0;
-	rc = sn_image_serialize(image, &buf, &len);
-	if (rc)
-		return sn_fail(err, errlen, rc, "cannot serialise the image: %s",
-			    strerror(-rc));
-
+			       strerror(-rc));
 	int fd = mkstemp(tmp);
 	if (fd < 0) {
 		rc = -errno;
-		free(buf);
 		return sn_fail(err, errlen, rc, "cannot create %s: %s", tmp,
-			    strerror(-rc));
+			       strerror(-rc));
 	}
 	rc = write_all(fd, buf, len);
-	free(buf);
 	if (!rc && fchmod(fd, 0644) != 0)
 		rc = -errno;
-	if (!rc && fsync(fd) != 0)
+	if (!rc && durable && fsync(fd) != 0)
 		rc = -errno;
 	if (close(fd) != 0 && !rc)
 		rc = -errno;
@@ -118,8 +106,10 @@ int sn_state_save_image(const char *state_dir, const char *ifname,
 	if (rc) {
 		unlink(tmp);
 		return sn_fail(err, errlen, rc, "cannot write %s: %s", path,
-			    strerror(-rc));
+			       strerror(-rc));
 	}
+	if (!durable)
+		return 0;
 	/* The rename is durable only once the directory entry is. */
 	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd >= 0) {
@@ -129,7 +119,84 @@ int sn_state_save_image(const char *state_dir, const char *ifname,
 	}
 	if (rc)
 		return sn_fail(err, errlen, rc, "cannot sync %s: %s", dir,
+			       strerror(-rc));
+	return 0;
+}
+
+int sn_state_save_image(const char *state_dir, const char *ifname,
+			struct sn_image *image, char *err, size_t errlen)
+{
+	char dir[4096];
+	int rc;
+
+	if (sn_ifname_check(ifname))
+		return sn_fail(err, errlen, -EINVAL, "invalid interface name");
+	if (sn_state_join(dir, sizeof(dir), state_dir, ifname))
+		return sn_fail(err, errlen, -ENAMETOOLONG, "state path too long");
+
+	void *buf = NULL;
+	size_t len = 0;
+	rc = sn_image_serialize(image, &buf, &len);
+	if (rc)
+		return sn_fail(err, errlen, rc, "cannot serialise the image: %s",
 			    strerror(-rc));
+	rc = write_atomic(dir, SN_STATE_IMAGE_NAME, buf, len, true, err, errlen);
+	free(buf);
+	return rc;
+}
+
+int sn_state_write_file(const char *state_dir, const char *ifname,
+			const char *name, const void *buf, size_t len,
+			char *err, size_t errlen)
+{
+	char dir[4096];
+
+	if (sn_ifname_check(ifname))
+		return sn_fail(err, errlen, -EINVAL, "invalid interface name");
+	if (sn_state_join(dir, sizeof(dir), state_dir, ifname))
+		return sn_fail(err, errlen, -ENAMETOOLONG, "state path too long");
+	/* A status, not a record to survive a power cut: no fsync. */
+	return write_atomic(dir, name, buf, len, false, err, errlen);
+}
+
+int sn_state_read_file(const char *state_dir, const char *ifname,
+		       const char *name, char **out, size_t *len)
+{
+	char dir[4096], path[4096];
+	struct stat st;
+	char *buf;
+	int fd, rc = 0;
+
+	*out = NULL;
+	if (sn_ifname_check(ifname))
+		return -EINVAL;
+	if (sn_state_join(dir, sizeof(dir), state_dir, ifname) ||
+	    sn_state_join(path, sizeof(path), dir, name))
+		return -ENAMETOOLONG;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) || st.st_size > (1 << 24)) {
+		close(fd);
+		return -EFBIG;
+	}
+	buf = malloc((size_t)st.st_size + 1);
+	if (!buf) {
+		close(fd);
+		return -ENOMEM;
+	}
+	ssize_t n = read(fd, buf, (size_t)st.st_size);
+	if (n < 0)
+		rc = -errno;
+	close(fd);
+	if (rc) {
+		free(buf);
+		return rc;
+	}
+	buf[n] = '\0';
+	*out = buf;
+	if (len)
+		*len = (size_t)n;
 	return 0;
 }
 
@@ -155,12 +222,20 @@ int sn_state_load_image(const char *state_dir, const char *ifname,
 	return 0;
 }
 
-/* Only what sentryd writes is ours to delete: the image and temporaries. */
+/* Only what sentryd writes is ours to delete: its files and temporaries. */
 static bool is_state_file(const char *name)
 {
-	size_t n = strlen(SN_STATE_IMAGE_NAME);
-	return strncmp(name, SN_STATE_IMAGE_NAME, n) == 0 &&
-	       (name[n] == '\0' || name[n] == '.');
+	static const char *const ours[] = { SN_STATE_IMAGE_NAME,
+					    SN_STATE_STATUS_NAME };
+
+	for (size_t i = 0; i < sizeof(ours) / sizeof(ours[0]); i++) {
+		size_t n = strlen(ours[i]);
+
+		if (strncmp(name, ours[i], n) == 0 &&
+		    (name[n] == '\0' || name[n] == '.'))
+			return true;
+	}
+	return false;
 }
 
 int sn_state_remove(const char *state_dir, const char *ifname, char *err,

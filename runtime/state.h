@@ -21,6 +21,8 @@
 
 #define SN_DEFAULT_STATE_DIR "/run/47sentry"
 #define SN_STATE_IMAGE_NAME "policy.img"
+/* sentryd's account of its last reload attempt (SPEC.md 6.2). */
+#define SN_STATE_STATUS_NAME "reload.status"
 
 /*
  * An interface name must be usable as one path component: 1..15 bytes,
@@ -42,6 +44,21 @@ int sn_mkdir_p(const char *path);
  */
 int sn_state_save_image(const char *state_dir, const char *ifname,
 			struct sn_image *image, char *err, size_t errlen);
+
+/*
+ * Store text as <state_dir>/<ifname>/<name> atomically (temporary file,
+ * rename), creating the directory.  name is SN_STATE_STATUS_NAME.
+ */
+int sn_state_write_file(const char *state_dir, const char *ifname,
+			const char *name, const void *buf, size_t len,
+			char *err, size_t errlen);
+
+/*
+ * Read <state_dir>/<ifname>/<name> whole into a malloc'd, NUL-terminated
+ * buffer.  -ENOENT when there is none.
+ */
+int sn_state_read_file(const char *state_dir, const char *ifname,
+		       const char *name, char **out, size_t *len);
 
 /* Read and validate the saved image (sn_image_read_file) into arena. */
 int sn_state_load_image(const char *state_dir, const char *ifname,
