@@ -1182,6 +1182,21 @@ uint32_t sn_dp_generation(const struct sn_dataplane *dp)
 	return dp->gen;
 }
 
+int sn_dp_ifindex(const struct sn_dataplane *dp)
+{
+	return dp->ifindex;
+}
+
+enum sn_attach_mode sn_dp_mode(const struct sn_dataplane *dp)
+{
+	return dp->mode;
+}
+
+bool sn_dp_needs_new_program(const struct sn_dataplane *dp)
+{
+	return dp->need_replace;
+}
+
 const struct sn_pop *sn_dp_pop(const struct sn_dataplane *dp)
 {
 	return &dp->pop;
@@ -1577,6 +1592,33 @@ int sn_dp_adopt(const char *dir, struct sn_dataplane **out, char *err,
 			  "start again)", dir, strerror(-ret));
 		goto fail;
 	}
+	{
+		/* The link must still hold an interface, and its program is
+		 * the one to adopt (the pin should be it). */
+		struct bpf_link_info li = { 0 };
+		uint32_t len = sizeof(li);
+
+		if (bpf_obj_get_info_by_fd(dp->link_fd, &li, &len)) {
+			ret = -errno;
+			sn_seterr(err, errlen, "%s/link: %s", dir, strerror(-ret));
+			goto fail;
+		}
+		if (li.type != BPF_LINK_TYPE_XDP || !li.xdp.ifindex) {
+			ret = -ENOLINK;
+			sn_seterr(err, errlen, "%s/link is attached to no interface "
+				  "(was the interface removed?)", dir);
+			goto fail;
+		}
+		dp->ifindex = (int)li.xdp.ifindex;
+		if (li.prog_id != prog_id_of(dp->ps.prog_fd)) {
+			int fd = bpf_prog_get_fd_by_id(li.prog_id);
+
+			if (fd >= 0) {
+				close(dp->ps.prog_fd);
+				dp->ps.prog_fd = fd;
+			}
+		}
+	}
 	/* The geometry, from the maps themselves. */
 	g.l4_stride = meta.l4_stride;
 	g.port_tables = meta.port_tables;
@@ -1652,7 +1694,6 @@ int sn_dp_adopt(const char *dir, struct sn_dataplane **out, char *err,
 		sn_seterr(err, errlen, "out of memory");
 		goto fail;
 	}
-	dp->ifindex = (int)meta.ifindex;
 	dp->mode = (enum sn_attach_mode)meta.attach_mode;
 	dp->need_replace = memcmp(meta.prog_tag, dp->tag, sizeof(dp->tag)) != 0;
 	snprintf(dp->pin_dir, sizeof(dp->pin_dir), "%s", dir);

@@ -121,6 +121,12 @@ int sn_dp_map_fd(const struct sn_dataplane *dp, const char *name);
 int sn_dp_prog_fd(const struct sn_dataplane *dp);
 /* The active generation (0 or 1). */
 uint32_t sn_dp_generation(const struct sn_dataplane *dp);
+/* Where and how it is attached (adopted state: from the link). */
+int sn_dp_ifindex(const struct sn_dataplane *dp);
+enum sn_attach_mode sn_dp_mode(const struct sn_dataplane *dp);
+/* Adopted state whose program is not this build's: the next
+ * sn_dp_update replaces it (on the same maps). */
+bool sn_dp_needs_new_program(const struct sn_dataplane *dp);
 /* The population as the maps hold it (tests). */
 const struct sn_pop *sn_dp_pop(const struct sn_dataplane *dp);
 /* Sum per-CPU counters of the applied image's rule ids [0, n) into out[n]. */
@@ -136,7 +142,8 @@ void sn_dp_close(struct sn_dataplane *dp);
  * during an apply may have left it half-written) and a replacement left
  * half-way by a crash is finished or undone.  -ENOENT: nothing pinned;
  * -EPROTO: pinned state of another layout (state_version), which only
- * `sentryctl detach` removes.
+ * `sentryctl detach` removes; -ENOLINK: the pinned link holds no
+ * interface any more (it was removed): the state enforces nothing.
  */
 int sn_dp_adopt(const char *dir, struct sn_dataplane **out, char *err,
 		size_t errlen);

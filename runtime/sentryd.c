@@ -13,7 +13,10 @@
  * sentryctl) and pin everything under <pin-root>/<ifname>.  Because the
  * link is pinned, enforcement outlives this process: a crash, a SIGKILL or
  * a clean exit leave the policy enforced, and `sentryctl detach` is the
- * way to remove it (or --detach-on-exit for a clean exit).
+ * way to remove it (or --detach-on-exit for a clean exit).  A daemon
+ * started later adopts that pinned state (SPEC.md 6.3) without a gap and
+ * applies its policy as a difference; one daemon per interface (a lock in
+ * the state directory).
  *
  * Either every interface ends up enforced or none does: a failure half-way
  * rolls back what was attached, pinned and saved, so nothing partial stays.
@@ -43,6 +46,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -95,6 +99,9 @@ struct iface {
 	bool pin_tried;       /* sn_dp_pin ran (it may have created pin_dir) */
 	bool pinned;
 	bool image_saved;
+	bool adopted;         /* pinned state of an earlier daemon, taken over */
+	int lock_fd;          /* <state-dir>/.<ifname>.lock, held while we run */
+	char lock_path[PATH_MAX];
 };
 
 /* A file the last compile read or tried to read, as it was then. */
@@ -309,18 +316,17 @@ static void detach_hint(const struct opts *o, const char *ifname, char *buf,
 }
 
 /*
- * Refuse an interface that already has pinned state.
- *
- * Decision: a second daemon (or a restarted one) does not adopt pinned
- * state yet.  Adopting means proving the pinned program/maps match what
- * we would load (ABI, constants), then applying the new image to the
- * pinned maps without a gap - the reload machinery of DESIGN.md section 5,
- * a later issue.  Until then refusing is the safe choice: it never
- * replaces a running policy behind the operator's back, and the message
- * names the one command that clears the way.
+ * An interface that already has pinned state (a daemon that crashed, was
+ * killed or upgraded, SPEC.md 6.3) is adopted: the pinned link keeps
+ * enforcing throughout, the maps are read back, and the policy is applied
+ * to them as a difference.  State that cannot be adopted (another layout
+ * version, incomplete, attached elsewhere) is refused with the one command
+ * that clears the way; state whose link holds no interface any more
+ * enforces nothing and is removed.  Returns 0 (fresh or adopted) or -1.
  */
-static int check_no_state(struct daemon *d, struct iface *f)
+static int adopt_state(struct daemon *d, struct iface *f)
 {
+	char err[512] = "", hint[PATH_MAX * 3];
 	int r = dir_nonempty(f->pin_dir);
 	if (r == -ENOENT)
 		return 0;
@@ -334,19 +340,51 @@ static int check_no_state(struct daemon *d, struct iface *f)
 		f->pin_dir_existed = true;
 		return 0;
 	}
-	char policy[64] = "unknown", hint[PATH_MAX * 3];
-	struct sn_meta meta;
-	if (sn_pinned_read_meta(f->pin_dir, &meta) == 0) {
-		char hex[65];
-		sn_checksum_hex(meta.checksum, hex);
-		snprintf(policy, sizeof(policy), "%.12s", hex);
-	}
 	detach_hint(&d->o, f->name, hint, sizeof(hint));
-	sn_log(&d->log, SN_LOG_ERROR, f->name,
-	       "interface %s already has 47Sentry state (policy %s); run `%s` "
-	       "first",
-	       f->name, policy, hint);
-	return -1;
+	r = sn_dp_adopt(f->pin_dir, &f->dp, err, sizeof(err));
+	if (r == -ENOLINK) {
+		sn_log(&d->log, SN_LOG_WARN, f->name,
+		       "removing stale state: %s", err);
+		if (sn_pinned_detach(f->pin_dir, err, sizeof(err))) {
+			sn_log(&d->log, SN_LOG_ERROR, f->name, "%s; run `%s`", err,
+			       hint);
+			return -1;
+		}
+		sn_state_remove(d->o.state_dir, f->name, NULL, 0);
+		return 0;
+	}
+	if (r) {
+		sn_log(&d->log, SN_LOG_ERROR, f->name,
+		       "cannot adopt the pinned state of %s: %s; run `%s` first",
+		       f->name, err, hint);
+		return -1;
+	}
+	if (sn_dp_ifindex(f->dp) != f->ifindex) {
+		sn_log(&d->log, SN_LOG_ERROR, f->name,
+		       "the pinned state for %s is attached to ifindex %d, not "
+		       "%d; run `%s` first", f->name, sn_dp_ifindex(f->dp),
+		       f->ifindex, hint);
+		sn_dp_close(f->dp);
+		f->dp = NULL;
+		return -1;
+	}
+	const struct sn_meta *m = sn_dp_meta(f->dp);
+	char hex[65];
+	sn_checksum_hex(m->checksum, hex);
+	f->adopted = true;
+	f->mode = sn_dp_mode(f->dp);
+	sn_log(&d->log, SN_LOG_INFO, f->name,
+	       "adopting the pinned state of %s: policy=%.12s mode=%s "
+	       "generation=%u applies=%llu%s", f->name, hex, mode_name(f->mode),
+	       sn_dp_generation(f->dp), (unsigned long long)m->reloads,
+	       sn_dp_needs_new_program(f->dp) ?
+		       " (another build's program: it will be replaced)" : "");
+	if (d->o.mode != SN_XDP_MODE_AUTO &&
+	    (d->o.mode == SN_XDP_MODE_NATIVE) != (f->mode == SN_ATTACH_NATIVE))
+		sn_log(&d->log, SN_LOG_WARN, f->name,
+		       "--xdp-mode differs from the adopted attachment (%s), "
+		       "which stays: changing it needs a detach", mode_name(f->mode));
+	return 0;
 }
 
 static uint64_t realtime_ns(void)
@@ -423,6 +461,12 @@ static int bring_up(struct daemon *d, struct iface *f, struct sn_image *img)
 static void take_down(struct daemon *d, struct iface *f, const char *why)
 {
 	char err[512] = "";
+	if (f->adopted) {
+		/* It enforced before we came: it goes on enforcing. */
+		sn_dp_close(f->dp);
+		f->dp = NULL;
+		return;
+	}
 	if (f->pinned) {
 		/* Detaches through the pinned link, then unpins. */
 		int rc = sn_pinned_detach(f->pin_dir, err, sizeof(err));
@@ -451,9 +495,69 @@ static void take_down(struct daemon *d, struct iface *f, const char *why)
 	}
 }
 
+/*
+ * One daemon per interface: a lock file in the state directory, held
+ * (flock) for as long as we run and released by the kernel when we die,
+ * so a restarted daemon adopts the state of a dead one and never of a
+ * live one.
+ */
+static int take_lock(struct daemon *d, struct iface *f)
+{
+	char name[64];
+	int rc = sn_mkdir_p(d->o.state_dir);
+
+	f->lock_fd = -1;
+	snprintf(name, sizeof(name), ".%s.lock", f->name);
+	if (rc || sn_state_join(f->lock_path, sizeof(f->lock_path),
+				d->o.state_dir, name)) {
+		sn_log(&d->log, SN_LOG_ERROR, f->name, "cannot create %s: %s",
+		       d->o.state_dir, strerror(rc ? -rc : ENAMETOOLONG));
+		return -1;
+	}
+	f->lock_fd = open(f->lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (f->lock_fd < 0) {
+		sn_log(&d->log, SN_LOG_ERROR, f->name, "cannot open %s: %s",
+		       f->lock_path, strerror(errno));
+		return -1;
+	}
+	if (flock(f->lock_fd, LOCK_EX | LOCK_NB)) {
+		char pid[32] = "";
+		ssize_t n = pread(f->lock_fd, pid, sizeof(pid) - 1, 0);
+		if (n > 0)
+			pid[strcspn(pid, "\n")] = '\0';
+		sn_log(&d->log, SN_LOG_ERROR, f->name,
+		       "interface %s is managed by a running sentryd%s%s%s; "
+		       "stop it first", f->name, pid[0] ? " (pid " : "", pid,
+		       pid[0] ? ")" : "");
+		close(f->lock_fd);
+		f->lock_fd = -1;
+		return -1;
+	}
+	char pid[32];
+	int len = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+	if (ftruncate(f->lock_fd, 0) || pwrite(f->lock_fd, pid, (size_t)len, 0) < 0)
+		sn_log(&d->log, SN_LOG_DEBUG, f->name, "cannot record our pid "
+		       "in %s", f->lock_path);
+	return 0;
+}
+
+static void release_locks(struct daemon *d)
+{
+	for (int i = 0; i < d->o.n_ifaces; i++) {
+		struct iface *f = &d->ifs[i];
+		if (f->lock_fd < 0)
+			continue;
+		/* Unlinked while held: a daemon starting now makes a new one. */
+		unlink(f->lock_path);
+		close(f->lock_fd);
+		f->lock_fd = -1;
+	}
+}
+
 /* Remove the roots again when we created them and they are empty now. */
 static void remove_roots(struct daemon *d)
 {
+	release_locks(d);
 	if (!d->pin_root_existed)
 		rmdir(d->o.pin_root);
 	if (!d->state_dir_existed)
@@ -465,8 +569,13 @@ static void rollback(struct daemon *d)
 	for (int i = 0; i < d->o.n_ifaces; i++)
 		take_down(d, &d->ifs[i], "rolling back");
 	remove_roots(d);
-	sn_log(&d->log, SN_LOG_ERROR, NULL,
-	       "nothing attached: every interface rolled back");
+	bool adopted = false;
+	for (int i = 0; i < d->o.n_ifaces; i++)
+		adopted |= d->ifs[i].adopted;
+	sn_log(&d->log, SN_LOG_ERROR, NULL, "%s",
+	       adopted ? "every interface this daemon attached is rolled back; "
+			 "adopted ones keep their policy" :
+			 "nothing attached: every interface rolled back");
 }
 
 static double mono_ms(void)
@@ -835,6 +944,57 @@ static void reload(struct daemon *d, double since)
 }
 
 /*
+ * The policy onto adopted interfaces: nothing when they enforce it
+ * already (checksum in sn_meta) with this build's program, else the
+ * difference (or a new program on the same maps).  An interface that
+ * cannot take it keeps what it enforced; 0 or -1 (why says what).
+ */
+static int adopt_apply(struct daemon *d, struct sn_image *img, char *why,
+		       size_t whylen)
+{
+	char err[512] = "";
+	int failed = 0;
+
+	for (int i = 0; i < d->o.n_ifaces; i++) {
+		struct iface *f = &d->ifs[i];
+		if (!f->adopted)
+			continue;
+		const struct sn_meta *m = sn_dp_meta(f->dp);
+		char hex[65];
+		sn_checksum_hex(m->checksum, hex);
+		if (!memcmp(m->checksum, img->checksum, 32) &&
+		    !sn_dp_needs_new_program(f->dp)) {
+			sn_log(&d->log, SN_LOG_INFO, f->name,
+			       "adopted %s: it enforces policy %.12s already, "
+			       "nothing written", f->name, hex);
+			continue;
+		}
+		int rc = sn_dp_stage(f->dp, img, err, sizeof(err));
+		sn_dp_settle(f->dp, true);
+		if (rc) {
+			snprintf(why, whylen, "applying policy %.12s to the adopted "
+				 "%s: %s", d->checksum_hex, f->name, err);
+			sn_log(&d->log, SN_LOG_ERROR, f->name, "%s; policy %.12s "
+			       "stays enforced there", why, hex);
+			failed = -1;
+			continue;
+		}
+		const struct sn_dp_stats *st = sn_dp_stats(f->dp);
+		sn_log(&d->log, SN_LOG_INFO, f->name,
+		       "adopted %s and applied policy=%.12s (was %.12s): "
+		       "entries=%zu%s", f->name, d->checksum_hex, hex, st->entries,
+		       st->replaced ? ", program replaced" : "");
+		if (record_meta(d, f, img))
+			sn_log(&d->log, SN_LOG_WARN, f->name, "writing sn_meta failed");
+		if (sn_state_save_image(d->o.state_dir, f->name, img, err,
+					sizeof(err)))
+			sn_log(&d->log, SN_LOG_WARN, f->name, "saving the image: %s",
+			       err);
+	}
+	return failed;
+}
+
+/*
  * Wait for signals, file changes and quiet periods; returns the stop
  * signal, or -errno.
  */
@@ -939,6 +1099,8 @@ int main(int argc, char **argv)
 	if (rc >= 0)
 		return rc;
 	d.log = (struct sn_log){ .out = stderr, .min = d.o.level };
+	for (int i = 0; i < MAX_IFACES; i++)
+		d.ifs[i].lock_fd = -1;
 
 	/* Block the stop signals first: one that arrives during setup waits
 	 * in the signalfd and is honoured once setup is complete, instead
@@ -974,13 +1136,9 @@ int main(int argc, char **argv)
 	struct sn_ctx ctx;
 	sn_ctx_init(&ctx);
 	struct sn_image *img = NULL;
-	char why[PATH_MAX + 256];
-	if (compile_policy(&d, &ctx, &img, NULL, why, sizeof(why))) {
-		sn_log(&d.log, SN_LOG_ERROR, NULL, "%s; nothing attached", why);
-		sn_ctx_free(&ctx);
-		sn_watch_close(d.watch);
-		return EXIT_FAIL;
-	}
+	char why[PATH_MAX + 256] = "", *diags = NULL;
+	bool compiled = compile_policy(&d, &ctx, &img, &diags, why,
+				       sizeof(why)) == 0;
 	update_watches(&d, &ctx);
 
 	/* Check every interface before touching any of them. */
@@ -1001,10 +1159,8 @@ int main(int argc, char **argv)
 			rc = -1;
 		}
 	}
-	if (rc) {
-		sn_ctx_free(&ctx);
-		return EXIT_FAIL;
-	}
+	if (rc)
+		goto fail_early;
 
 	d.pin_root_existed = dir_exists(d.o.pin_root);
 	d.state_dir_existed = dir_exists(d.o.state_dir);
@@ -1012,36 +1168,77 @@ int main(int argc, char **argv)
 	struct sn_bpffs_info fs;
 	if (sn_bpffs_prepare(d.o.pin_root, &fs, err, sizeof(err))) {
 		sn_log(&d.log, SN_LOG_ERROR, NULL, "%s", err);
-		sn_ctx_free(&ctx);
-		return EXIT_FAIL;
+		goto fail_early;
 	}
 	if (fs.mounted)
 		sn_log(&d.log, SN_LOG_INFO, NULL, "mounted bpffs at %s",
 		       SN_BPFFS_MOUNT);
 
 	for (int i = 0; i < d.o.n_ifaces; i++)
-		if (check_no_state(&d, &d.ifs[i]))
+		d.ifs[i].lock_fd = -1;
+	for (int i = 0; i < d.o.n_ifaces; i++)
+		if (take_lock(&d, &d.ifs[i]))
 			rc = -1;
 	if (rc) {
 		remove_roots(&d);
-		sn_ctx_free(&ctx);
-		return EXIT_FAIL;
+		goto fail_early;
 	}
 
-	for (int i = 0; i < d.o.n_ifaces && !rc; i++)
-		rc = bring_up(&d, &d.ifs[i], img);
-	if (rc) {
-		rollback(&d);
-		sn_ctx_free(&ctx);
-		return EXIT_FAIL;
+	/* Pinned state of an earlier daemon: adopted, never interrupted. */
+	int n_adopted = 0;
+	for (int i = 0; i < d.o.n_ifaces; i++) {
+		if (adopt_state(&d, &d.ifs[i]))
+			rc = -1;
+		n_adopted += d.ifs[i].adopted;
 	}
-	memcpy(d.enforced_hex, d.checksum_hex, sizeof(d.enforced_hex));
-	write_status(&d, "ok", NULL, NULL, NULL, "previous=none");
-	for (int i = 0; i < d.o.n_ifaces; i++)
-		sn_log(&d.log, SN_LOG_INFO, d.ifs[i].name,
-		       "attached to %s mode=%s policy=%.12s rules=%u",
-		       d.ifs[i].name, mode_name(d.ifs[i].mode), d.checksum_hex,
-		       img->n_rules);
+	if (rc) {
+		for (int i = 0; i < d.o.n_ifaces; i++)
+			take_down(&d, &d.ifs[i], "refused");
+		remove_roots(&d);
+		goto fail_early;
+	}
+	if (!compiled) {
+		if (n_adopted < d.o.n_ifaces) {
+			sn_log(&d.log, SN_LOG_ERROR, NULL, "%s; nothing attached%s",
+			       why, n_adopted ? " (adopted interfaces keep their "
+						"policy)" : "");
+			for (int i = 0; i < d.o.n_ifaces; i++)
+				take_down(&d, &d.ifs[i], "invalid policy");
+			remove_roots(&d);
+			goto fail_early;
+		}
+		/* Everything is adopted: it keeps enforcing what it did, and
+		 * we wait for the policy to be fixed. */
+		sn_checksum_hex(sn_dp_meta(d.ifs[0].dp)->checksum, d.enforced_hex);
+		d.reloads_failed++;
+		sn_log(&d.log, SN_LOG_ERROR, NULL,
+		       "%s; the adopted policy %.12s stays enforced (fix it and "
+		       "save again)", why, d.enforced_hex);
+		write_status(&d, "failed", why, diags, NULL, NULL);
+	} else {
+		for (int i = 0; i < d.o.n_ifaces && !rc; i++)
+			if (!d.ifs[i].adopted)
+				rc = bring_up(&d, &d.ifs[i], img);
+		if (rc) {
+			rollback(&d);
+			goto fail_early;
+		}
+		for (int i = 0; i < d.o.n_ifaces; i++)
+			if (!d.ifs[i].adopted)
+				sn_log(&d.log, SN_LOG_INFO, d.ifs[i].name,
+				       "attached to %s mode=%s policy=%.12s rules=%u",
+				       d.ifs[i].name, mode_name(d.ifs[i].mode),
+				       d.checksum_hex, img->n_rules);
+		memcpy(d.enforced_hex, d.checksum_hex, sizeof(d.enforced_hex));
+		if (n_adopted && adopt_apply(&d, img, why, sizeof(why))) {
+			d.reloads_failed++;
+			write_status(&d, "failed", why, NULL, NULL, NULL);
+		} else {
+			write_status(&d, "ok", NULL, NULL, NULL, "previous=none");
+		}
+	}
+	free(diags);
+	diags = NULL;
 	/* The image (and its arena) is no longer needed while we wait. */
 	sn_ctx_free(&ctx);
 	if (d.watch)
@@ -1061,7 +1258,17 @@ int main(int argc, char **argv)
 		       sig == SIGTERM ? "SIGTERM" : "SIGINT");
 	close(sfd);
 	rc = shut_down(&d);
+	release_locks(&d);
 	sn_watch_close(d.watch);
 	sigs_free(&d);
 	return sig < 0 ? EXIT_FAIL : rc;
+
+fail_early:
+	release_locks(&d);
+	free(diags);
+	sn_ctx_free(&ctx);
+	sn_watch_close(d.watch);
+	sigs_free(&d);
+	close(sfd);
+	return EXIT_FAIL;
 }

@@ -7,8 +7,9 @@
 #  - an unknown interface exits 1 and touches no other interface;
 #  - a failure half-way (the second interface, lo, has no native XDP) rolls
 #    back the first: no XDP program, pins or saved image remain;
-#  - an interface that already has 47Sentry state is refused with the
-#    `sentryctl detach` command to run, and the running daemon is untouched;
+#  - an interface that a running daemon manages is refused (its lock), and
+#    the running daemon is untouched (a dead daemon's state is adopted:
+#    tests/e2e/restart.sh);
 #  - under `ip netns exec` (private mount namespace, where pins would not
 #    outlive the daemon) it refuses instead of enforcing until it exits;
 #  - SIGTERM exits 0 and keeps enforcement; --detach-on-exit removes it.
@@ -165,8 +166,7 @@ sn_defer "'$SENTRYCTL' detach --iface e0 ${ROOTS[*]}"
 WHAT="second daemon on e0"
 run_sentryd --iface e1 --iface e0 --policy "$POLICY" "${ROOTS[@]}"
 expect_rc 1
-# shellcheck disable=SC2016 # the backquotes are literal
-expect_out 'interface e0 already has 47Sentry state \(policy [0-9a-f]{12}\); run `sentryctl detach --iface e0 --pin-root [^`]*` first'
+expect_out 'interface e0 is managed by a running sentryd \(pid [0-9]+\); stop it first'
 nothing_left e1 # refused before touching e1
 if sn_alive "$D1" && sn_xdp_attached "$NS" e0 && [[ -e $PIN_ROOT/e0/link ]]; then
 	pass "first daemon and its enforcement untouched"

@@ -1,0 +1,180 @@
+#!/usr/bin/env bash
+# sentryd killed with SIGKILL and started again, under traffic: the pinned
+# enforcement never stops, the new daemon adopts the pinned state
+# (SPEC.md 6.3), checks it against the policy by checksum and applies only
+# the difference - and no frame the policy blocks ever passes.
+#
+#  1. a live-frames flood (tests/tools/flood: BPF_PROG_TEST_RUN with
+#     BPF_F_TEST_XDP_LIVE_FRAMES in the client namespace) sends UDP from
+#     203.0.113.66 (blocked by every policy here), 198.51.100.10 (blocked
+#     only by the policy written while no daemon runs) and 46.172.224.10
+#     (always allowed) for the whole test;
+#  2. sentryd is killed with SIGKILL, the policy file is replaced (rename),
+#     a new sentryd starts and adopts the state, applying the difference;
+#  3. countframes on the server sees every frame XDP passed: none from
+#     203.0.113.66, frames from 46.172.224.10 throughout, and 198.51.100.10
+#     is dropped once the new daemon applied its policy;
+#  4. the counter of the rule that stayed counted on across the restart;
+#  5. a restart with an unchanged policy writes nothing; a second daemon
+#     on a live one's interface is refused.
+#
+# Exit 0 pass, 77 skip (not root), 1 fail.
+set -euo pipefail
+
+# shellcheck source-path=SCRIPTDIR source=lib.bash
+. "$(dirname "$0")/lib.bash"
+sn_require_root
+sn_require_build
+
+cd "$SN_REPO"
+PIN_ROOT=/sys/fs/bpf/47sentry-restart-$SN_ID
+STATE_DIR=/tmp/47sentry-restart-$SN_ID
+WORK=$(mktemp -d /tmp/47sentry-restart-work.XXXXXX)
+ROOTS=(--pin-root "$PIN_ROOT" --state-dir "$STATE_DIR")
+FLOOD=$SN_BUILD/tests/tools/flood
+COUNT=$SN_BUILD/tests/tools/countframes
+
+sn_install_traps
+sn_defer "rm -rf '$WORK' '$STATE_DIR'"
+sn_defer "rm -rf '$PIN_ROOT'"
+sn_bpffs_mounted
+
+failures=0
+fail() {
+	echo "FAIL: $*"
+	failures=$((failures + 1))
+}
+pass() { echo "ok: $*"; }
+
+sn_demo_net_up
+sn_serve "$SN_NS_SRV" "$WORK/serve.log" --tcp 80
+sn_defer "'$SENTRYCTL' detach --iface srv-a ${ROOTS[*]}"
+
+P=$WORK/policy.sentry
+cat >"$P" <<'EOF2'
+default allow
+block from 203.0.113.66
+EOF2
+
+start_sentryd() { # LOGNAME
+	if ! sn_sentryd_start "$SN_NS_SRV" "$WORK/$1" --iface srv-a --policy "$P" \
+		"${ROOTS[@]}"; then
+		fail "sentryd did not come up:"
+		sed 's/^/    /' "$WORK/$1"
+		return 1
+	fi
+	SENTRYD_PID=$SN_LAST_PID
+	sn_defer "sn_stop $SENTRYD_PID KILL"
+}
+
+# sn_sentryd_start waits for "attached to"; an adopting daemon says
+# "adopted" instead.
+_sn_attached() {
+	local n
+	n=$(grep -cE 'msg="(attached to |adopted )' "$1" || true)
+	((n >= $2))
+}
+
+blocked_count() { # the packets of "block from 203.0.113.66"
+	sn_rules "$PIN_ROOT" "$STATE_DIR" srv-a >"$WORK/rules"
+	local id
+	id=$(awk -F'\t' '$4 == "block from 203.0.113.66" { print $1 }' "$WORK/rules")
+	sn_counters "$PIN_ROOT" "$STATE_DIR" srv-a | awk -v id="$id" '$1 == id { print $2 }'
+}
+
+start_sentryd sentryd1.log || exit 1
+
+# countframes: every frame XDP passes on srv-a
+ip netns exec "$SN_NS_SRV" "$COUNT" --iface srv-a --timeout-ms 30000 >"$WORK/count.out" 2>&1 &
+COUNT_PID=$!
+sn_defer "sn_stop $COUNT_PID KILL"
+sn_wait_until 5000 grep -q '^ready$' "$WORK/count.out" || { fail "countframes did not start"; exit 1; }
+
+# 1. the flood, for the whole test
+ip netns exec "$SN_NS_CLA" "$FLOOD" --iface cla0 --src 203.0.113.66,198.51.100.10,46.172.224.10 \
+	--seconds 6 --repeat 2048 >"$WORK/flood.out" 2>&1 &
+FLOOD_PID=$!
+sn_defer "sn_stop $FLOOD_PID KILL"
+sn_wait_until 5000 grep -q '^started$' "$WORK/flood.out" || { fail "flood did not start: $(cat "$WORK/flood.out")"; exit 1; }
+sleep 1
+before=$(blocked_count)
+
+# 2. SIGKILL, a new policy while no daemon runs, a new daemon
+kill -KILL "$SENTRYD_PID"
+sn_stop "$SENTRYD_PID" KILL
+sn_xdp_attached "$SN_NS_SRV" srv-a && pass "enforcement survives SIGKILL" ||
+	fail "no XDP program on srv-a after SIGKILL"
+sleep 0.5
+cat >"$P.new" <<'EOF2'
+default allow
+block from 198.51.100.10
+block from 203.0.113.66
+EOF2
+mv "$P.new" "$P"
+sleep 0.5
+t0=$(date +%s%N)
+start_sentryd sentryd2.log || { cat "$WORK/sentryd2.log"; exit 1; }
+t1=$(date +%s%N)
+cat "$WORK/sentryd2.log"
+grep -q 'adopting the pinned state of srv-a' "$WORK/sentryd2.log" &&
+	pass "the new daemon adopts the pinned state" || fail "no adoption in the log"
+grep -qE 'adopted srv-a and applied policy=[0-9a-f]{12} \(was [0-9a-f]{12}\): entries=[0-9]+' "$WORK/sentryd2.log" &&
+	pass "it applies the difference: $(grep -oE 'entries=[0-9]+' "$WORK/sentryd2.log" | head -n 1)" ||
+	fail "no difference applied on adoption"
+echo "note: the second daemon started and applied in $(((t1 - t0) / 1000000)) ms"
+
+# 3. what passed, from the flood's start to its end
+wait "$FLOOD_PID" || fail "flood failed: $(cat "$WORK/flood.out")"
+sleep 0.3
+sn_stop "$COUNT_PID" TERM
+cat "$WORK/flood.out"
+cat "$WORK/count.out"
+sent() { awk -v s="$1" '$1 == "src" && $2 == s { print $3 }' "$WORK/flood.out"; }
+seen() { awk -v s="$1" '$1 == "src" && $2 == s { n = $3 } END { print n + 0 }' "$WORK/count.out"; }
+drops=$(awk '$1 == "drops" { print $2 }' "$WORK/count.out")
+if (($(seen 203.0.113.66) == 0)); then
+	pass "not one of $(sent 203.0.113.66) frames from the blocked 203.0.113.66 passed"
+else
+	fail "$(seen 203.0.113.66) frames from the blocked 203.0.113.66 passed"
+fi
+a_sent=$(sent 46.172.224.10) a_seen=$(seen 46.172.224.10)
+if ((a_seen + drops >= a_sent * 9 / 10)); then
+	pass "the allowed 46.172.224.10 passed throughout ($a_seen of $a_sent, $drops lost by the socket)"
+else
+	fail "the allowed 46.172.224.10: only $a_seen of $a_sent passed ($drops lost by the socket)"
+fi
+(($(seen 198.51.100.10) > 0)) && pass "198.51.100.10 passed before the new policy ($(seen 198.51.100.10))" ||
+	fail "198.51.100.10 never passed: the test did not see the old policy"
+got=$(sn_flow "$SN_NS_CLA" 198.51.100.10 "$SN_SRV_A4" tcp/80 400)
+[[ $got == dropped ]] && pass "198.51.100.10 dropped under the adopted daemon's policy" ||
+	fail "198.51.100.10 $got under the new policy"
+
+# 4. the counter of the rule that stayed
+after=$(blocked_count)
+b_sent=$(sent 203.0.113.66)
+if ((after >= b_sent * 9 / 10 && after > before)); then
+	pass "'block from 203.0.113.66' counted on across the restart ($before before, $after of $b_sent sent)"
+else
+	fail "'block from 203.0.113.66' counter $after (was $before), $b_sent sent"
+fi
+
+# 5. an unchanged restart writes nothing; a live daemon is not adopted
+sn_stop "$SENTRYD_PID" KILL
+start_sentryd sentryd3.log || exit 1
+grep -q 'it enforces policy [0-9a-f]\{12\} already, nothing written' "$WORK/sentryd3.log" &&
+	pass "a restart with the same policy writes nothing" || { fail "unchanged restart:"; cat "$WORK/sentryd3.log"; }
+RC=0
+timeout 10 nsenter --net="/run/netns/$SN_NS_SRV" "$SENTRYD" --iface srv-a --policy "$P" \
+	"${ROOTS[@]}" >"$WORK/dup.log" 2>&1 || RC=$?
+if ((RC == 1)) && grep -q 'managed by a running sentryd (pid [0-9]*)' "$WORK/dup.log"; then
+	pass "a second daemon on a live one's interface is refused"
+else
+	fail "second daemon: exit $RC: $(cat "$WORK/dup.log")"
+fi
+sn_stop "$SENTRYD_PID" TERM
+
+if ((failures)); then
+	echo "restart: $failures failures"
+	exit 1
+fi
+echo "restart: all checks passed"
