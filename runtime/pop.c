@@ -158,96 +158,6 @@ static const uint32_t *hmap_find(const struct hmap *m, uint64_t k)
 	return m->used[i] ? &m->v[i] : NULL;
 }
 
-/* ---- block indexes of a range-trie layout --------------------------------- */
-
-enum { BK_NODE = 0, BK_RANGE = 1 };
-
-/*
- * A block of the layout, by the region of the address space it serves:
- * a node block (2^s child entries) or a leaf's ranges, at depth d (bits
- * consumed above it) for the addresses starting with prefix.
- */
-struct blk {
-	u128 prefix;
-	uint32_t loc, cap;
-	uint8_t d, kind, s, used;
-};
-
-struct sn_pop_blkidx {
-	struct blk *v;
-	size_t cap, n;
-};
-
-static uint64_t region_hash(uint8_t kind, uint8_t d, u128 prefix)
-{
-	return mix64((uint64_t)(prefix >> 64) ^
-		     mix64((uint64_t)prefix ^ ((uint64_t)d << 8 | kind)));
-}
-
-static void blkidx_free(struct sn_pop_blkidx *b)
-{
-	if (!b)
-		return;
-	free(b->v);
-	free(b);
-}
-
-static int blkidx_grow(struct sn_pop_blkidx *t)
-{
-	size_t cap = t->cap ? t->cap * 2 : 64;
-	struct blk *v = calloc(cap, sizeof(*v)), *old = t->v;
-	size_t ocap = t->cap;
-
-	if (!v)
-		return -ENOMEM;
-	t->v = v;
-	t->cap = cap;
-	t->n = 0;
-	for (size_t i = 0; i < ocap; i++) {
-		if (!old[i].used)
-			continue;
-		size_t j = region_hash(old[i].kind, old[i].d, old[i].prefix) &
-			   (cap - 1);
-
-		while (v[j].used)
-			j = (j + 1) & (cap - 1);
-		v[j] = old[i];
-		t->n++;
-	}
-	free(old);
-	return 0;
-}
-
-/* Record a block (a region holds one block of a kind). */
-static int blkidx_put(struct sn_pop_blkidx *t, const struct blk *b)
-{
-	if ((t->n + 1) * 2 > t->cap && blkidx_grow(t))
-		return -ENOMEM;
-	size_t j = region_hash(b->kind, b->d, b->prefix) & (t->cap - 1);
-
-	while (t->v[j].used && !(t->v[j].kind == b->kind && t->v[j].d == b->d &&
-				 t->v[j].prefix == b->prefix))
-		j = (j + 1) & (t->cap - 1);
-	if (!t->v[j].used)
-		t->n++;
-	t->v[j] = *b;
-	t->v[j].used = 1;
-	return 0;
-}
-
-static const struct blk *blkidx_get(const struct sn_pop_blkidx *t,
-				    uint8_t kind, uint8_t d, u128 prefix)
-{
-	if (!t || !t->cap)
-		return NULL;
-	for (size_t j = region_hash(kind, d, prefix) & (t->cap - 1);
-	     t->v[j].used; j = (j + 1) & (t->cap - 1))
-		if (t->v[j].kind == kind && t->v[j].d == d &&
-		    t->v[j].prefix == prefix)
-			return &t->v[j];
-	return NULL;
-}
-
 /* ---- arrays with dirty tracking --------------------------------------------- */
 
 static int arr_init(struct sn_pop_array *a, uint32_t cap, uint32_t esz)
@@ -290,12 +200,42 @@ static int arr_grow_dirty(struct sn_pop_array *a)
 	return 0;
 }
 
+/* Equal entries, without a call for the sizes the arrays have. */
+static inline bool same_entry(const void *x, const void *y, uint32_t esz)
+{
+	uint64_t a, b, c, d;
+	uint32_t u, v;
+
+	switch (esz) {
+	case 4:
+		memcpy(&u, x, 4);
+		memcpy(&v, y, 4);
+		return u == v;
+	case 8:
+		memcpy(&a, x, 8);
+		memcpy(&b, y, 8);
+		return a == b;
+	case 24:
+		memcpy(&a, x, 8);
+		memcpy(&b, y, 8);
+		if (a != b)
+			return false;
+		memcpy(&a, (const char *)x + 8, 8);
+		memcpy(&b, (const char *)y + 8, 8);
+		memcpy(&c, (const char *)x + 16, 8);
+		memcpy(&d, (const char *)y + 16, 8);
+		return a == b && c == d;
+	default:
+		return !memcmp(x, y, esz);
+	}
+}
+
 /* Set entry i to val; record it when it changes.  0 or -ENOMEM. */
 static inline int aset(struct sn_pop_array *a, uint32_t i, const void *val)
 {
 	unsigned char *slot = a->v + (size_t)i * a->esz;
 
-	if (!memcmp(slot, val, a->esz))
+	if (same_entry(slot, val, a->esz))
 		return 0;
 	if (!(a->dirty_bits[i / 64] & (1ull << (i % 64)))) {
 		if (a->n_dirty == a->cap_dirty && arr_grow_dirty(a))
@@ -400,6 +340,133 @@ static int lpm_set(struct sn_pop_lpm *l, struct sn_pop_lpm_ent *want, size_t n,
 	return 0;
 }
 
+/* ---- free space of a range-trie layout ------------------------------------- */
+
+/* Free extents of an array, sorted by start, merged. */
+struct alloc {
+	struct { uint32_t start, len; } *v;
+	size_t n, cap;
+	size_t cursor; /* next fit */
+};
+
+struct sn_pop_trie {
+	struct alloc nodes, ranges;
+	bool ok; /* describes the layout the arrays hold */
+};
+
+static void alloc_free(struct alloc *a)
+{
+	free(a->v);
+	memset(a, 0, sizeof(*a));
+}
+
+static int alloc_reserve(struct alloc *a, size_t n)
+{
+	if (n <= a->cap)
+		return 0;
+	size_t cap = a->cap ? a->cap * 2 : 64;
+
+	while (cap < n)
+		cap *= 2;
+	void *v = realloc(a->v, cap * sizeof(*a->v));
+
+	if (!v)
+		return -ENOMEM;
+	a->v = v;
+	a->cap = cap;
+	return 0;
+}
+
+/* Everything in [lo, hi) free. */
+static int alloc_reset(struct alloc *a, uint32_t lo, uint32_t hi)
+{
+	a->n = 0;
+	a->cursor = 0;
+	if (hi <= lo)
+		return 0;
+	if (alloc_reserve(a, 1))
+		return -ENOMEM;
+	a->v[0].start = lo;
+	a->v[0].len = hi - lo;
+	a->n = 1;
+	return 0;
+}
+
+/* n contiguous entries: next fit, then first fit; -ENOSPC. */
+static int64_t alloc_take(struct alloc *a, uint32_t n)
+{
+	for (int pass = 0; pass < 2; pass++) {
+		size_t from = pass ? 0 : a->cursor, to = pass ? a->cursor : a->n;
+
+		for (size_t i = from; i < to && i < a->n; i++) {
+			if (a->v[i].len < n)
+				continue;
+			uint32_t loc = a->v[i].start;
+
+			a->v[i].start += n;
+			a->v[i].len -= n;
+			if (!a->v[i].len) {
+				memmove(&a->v[i], &a->v[i + 1],
+					(a->n - i - 1) * sizeof(*a->v));
+				a->n--;
+			}
+			a->cursor = i;
+			return loc;
+		}
+	}
+	return -ENOSPC;
+}
+
+/* Give [start, start + n) back, merging with its neighbours. */
+static int alloc_give(struct alloc *a, uint32_t start, uint32_t n)
+{
+	size_t lo = 0, hi = a->n;
+
+	if (!n)
+		return 0;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+
+		if (a->v[mid].start < start)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	/* lo: first extent starting at or after start */
+	bool left = lo > 0 && a->v[lo - 1].start + a->v[lo - 1].len == start;
+	bool right = lo < a->n && start + n == a->v[lo].start;
+
+	if (left && right) {
+		a->v[lo - 1].len += n + a->v[lo].len;
+		memmove(&a->v[lo], &a->v[lo + 1], (a->n - lo - 1) * sizeof(*a->v));
+		a->n--;
+	} else if (left) {
+		a->v[lo - 1].len += n;
+	} else if (right) {
+		a->v[lo].start = start;
+		a->v[lo].len += n;
+	} else {
+		if (alloc_reserve(a, a->n + 1))
+			return -ENOMEM;
+		memmove(&a->v[lo + 1], &a->v[lo], (a->n - lo) * sizeof(*a->v));
+		a->v[lo].start = start;
+		a->v[lo].len = n;
+		a->n++;
+	}
+	if (a->cursor >= a->n)
+		a->cursor = 0;
+	return 0;
+}
+
+static void trie_free(struct sn_pop_trie *t)
+{
+	if (!t)
+		return;
+	alloc_free(&t->nodes);
+	alloc_free(&t->ranges);
+	free(t);
+}
+
 /* ---- init / free ----------------------------------------------------------------- */
 
 static uint32_t class_cap(const struct sn_pop_geom *g)
@@ -419,11 +486,8 @@ static void derived_free(struct sn_pop *p)
 	p->rule_slot = NULL;
 	p->n_rules = 0;
 	for (int f = 0; f < 2; f++) {
-		free(p->flat[f]);
-		p->flat[f] = NULL;
-		p->n_flat[f] = 0;
-		blkidx_free(p->blk[f]);
-		p->blk[f] = NULL;
+		trie_free(p->trie[f]);
+		p->trie[f] = NULL;
 	}
 }
 
@@ -433,15 +497,16 @@ static int derived_alloc(struct sn_pop *p)
 	p->l4_used = calloc(p->g.l4_stride + 1, 1);
 	p->limit_used = calloc(p->g.cap[SN_PA_LIMITS] + 1, 1);
 	p->limit_ident = calloc(p->g.cap[SN_PA_LIMITS] + 1, sizeof(uint64_t));
-	p->blk[0] = calloc(1, sizeof(*p->blk[0]));
-	p->blk[1] = calloc(1, sizeof(*p->blk[1]));
+	p->trie[0] = calloc(1, sizeof(*p->trie[0]));
+	p->trie[1] = calloc(1, sizeof(*p->trie[1]));
 	if (!p->class_used || !p->l4_used || !p->limit_used ||
-	    !p->limit_ident || !p->blk[0] || !p->blk[1])
+	    !p->limit_ident || !p->trie[0] || !p->trie[1])
 		return -ENOMEM;
 	return 0;
 }
 
 static void forget_prev(struct sn_pop *p);
+static int unpatch_trie(struct sn_pop *p, int f);
 
 void sn_pop_free(struct sn_pop *p)
 {
@@ -491,7 +556,13 @@ int sn_pop_init(struct sn_pop *p, const struct sn_pop_geom *g)
 		return -ENOMEM;
 	}
 	/* Zeroed maps: nodes[0] = 0 is a one-range leaf of class 0, which
-	 * is what a new map holds; nothing uses it until the first apply. */
+	 * is what a new map holds; nothing uses it until the first apply,
+	 * and every block is free. */
+	for (int f = 0; f < 2; f++)
+		if (unpatch_trie(p, f)) {
+			sn_pop_free(p);
+			return -ENOMEM;
+		}
 	return 0;
 }
 
@@ -681,22 +752,6 @@ static u128 key_of(const uint8_t *addr, int w)
 static u128 key_max(int w)
 {
 	return w == 128 ? ~(u128)0 : ((u128)1 << w) - 1;
-}
-
-static void range_bytes(int f, u128 start, uint32_t cls, void *out)
-{
-	if (!f) {
-		struct sn_src_range_v4 e = { .start = (uint32_t)start,
-					     .class_id = cls };
-
-		memcpy(out, &e, sizeof(e));
-	} else {
-		struct sn_src_range_v6 e = { .hi = (uint64_t)(start >> 64),
-					     .lo = (uint64_t)start,
-					     .class_id = cls };
-
-		memcpy(out, &e, sizeof(e));
-	}
 }
 
 static u128 range_start(int f, const void *r)
@@ -910,371 +965,280 @@ static int overlay_flat(const struct flat *o, size_t no, const struct flat *nw,
 	return 0;
 }
 
-/* ---- range-trie relocation ------------------------------------------------------- */
+/* ---- range-trie patching -------------------------------------------------------- */
 
 /*
- * A block of the new trie: where it goes.  A block whose region the
- * previous layout has a block of the same kind and size for (a node of the
- * same stride, a leaf of at most as many ranges) takes that block's place
- * and is overwritten there entry by entry, so only the entries that
- * differ are written; the others go to free space.
+ * The new trie of a family is walked together with the layout the arrays
+ * hold, region by region.  A node of the same stride is kept where it is
+ * and its entries are rewritten where they differ; a leaf of ranges is
+ * rewritten in place when it has no more ranges than the block there (the
+ * rest of the block is freed); anything else is written to new blocks
+ * from free space and what stood there is freed.  Unchanged parts cost a
+ * comparison per entry and write nothing.
  */
-struct pblk {
-	u128 prefix;
-	uint32_t first;  /* image entry index (node) or range index (range) */
-	uint32_t n;      /* entries */
-	uint32_t loc, cap;
-	uint8_t d, s, kind, reuse;
-};
-
-struct trieplan {
-	int f;
+struct patch {
+	struct sn_pop *p;
+	int f, w;
 	const struct sn_srcmap *m;
 	const uint32_t *cmap;      /* image class -> stable */
 	uint32_t n_classes;        /* image classes (cmap's domain) */
-	struct pblk *b;
-	size_t n, cap;
-	int32_t *entry_blk;        /* per image node entry: its block or -1 */
-	int32_t root_blk;
-	uint32_t root_entry;
-	bool fresh;                /* no reuse (compaction) */
+	struct sn_pop_array *na, *ra;
+	struct sn_pop_trie *tr;
 	uint32_t kept, made;
-	unsigned char *tmp;
-	size_t tmp_cap;
+	int err;
 };
 
-static int tmp_need(struct trieplan *t, size_t bytes)
+static uint32_t e_span(uint32_t e)
 {
-	if (bytes <= t->tmp_cap)
+	return ((e >> SN_SRC_SPAN_SHIFT) & SN_SRC_SPAN_MASK) + 1;
+}
+
+/* Free the blocks of the layout subtree under layout entry l. */
+static void free_subtree(struct patch *P, uint32_t l, int depth)
+{
+	if (P->err || depth > SN_SRC_MAX_READS_V6)
+		return;
+	if (l & SN_SRC_CHILD) {
+		uint32_t loc = l & SN_SRC_INDEX_MASK, n = 1u << e_span(l);
+
+		if (!loc || (uint64_t)loc + n > P->na->cap)
+			return; /* not a block of ours: nothing to free */
+		for (uint32_t i = 0; i < n && !P->err; i++)
+			free_subtree(P, *(uint32_t *)aget(P->na, loc + i), depth + 1);
+		if (alloc_give(&P->tr->nodes, loc, n))
+			P->err = -ENOMEM;
+		return;
+	}
+	uint32_t n = e_span(l), loc = l & SN_SRC_INDEX_MASK;
+
+	if (n > 1 && (uint64_t)loc + n <= P->ra->cap &&
+	    alloc_give(&P->tr->ranges, loc, n))
+		P->err = -ENOMEM;
+}
+
+/*
+ * The layout entry for image entry e; l is the layout's entry at the same
+ * place when have_l (its subtree is replaced or patched).
+ */
+static uint32_t patch_entry(struct patch *P, uint32_t e, uint32_t l,
+			    bool have_l, int d, int depth)
+{
+	if (P->err)
 		return 0;
-	unsigned char *v = realloc(t->tmp, bytes);
-
-	if (!v)
-		return -ENOMEM;
-	t->tmp = v;
-	t->tmp_cap = bytes;
-	return 0;
-}
-
-static int64_t plan_add(struct trieplan *t, uint8_t kind, uint32_t first,
-			uint32_t n, uint8_t d, u128 prefix)
-{
-	if (t->n == t->cap) {
-		size_t cap = t->cap ? t->cap * 2 : 1024;
-		struct pblk *v = realloc(t->b, cap * sizeof(*v));
-
-		if (!v)
-			return -ENOMEM;
-		t->b = v;
-		t->cap = cap;
+	if (depth > (P->f ? SN_SRC_MAX_READS_V6 : SN_SRC_MAX_READS_V4)) {
+		P->err = -EINVAL;
+		return 0;
 	}
-	t->b[t->n] = (struct pblk){ .first = first, .n = n, .kind = kind,
-				    .d = d, .prefix = prefix, .cap = n };
-	return (int64_t)t->n++;
-}
-
-/* The entry the new layout holds for image node entry e (children placed). */
-static uint32_t new_entry(const struct trieplan *t, uint32_t e, int32_t blk)
-{
-	if (e & SN_SRC_CHILD)
-		return (e & ~SN_SRC_INDEX_MASK) | t->b[blk].loc;
-	uint32_t n = ((e >> SN_SRC_SPAN_SHIFT) & SN_SRC_SPAN_MASK) + 1;
-
-	if (n == 1)
-		return t->cmap[e & SN_SRC_INDEX_MASK];
-	return (e & ~SN_SRC_INDEX_MASK) | t->b[blk].loc;
-}
-
-/* Range block content of block b into t->tmp. */
-static int range_content(struct trieplan *t, const struct pblk *b)
-{
-	const uint32_t esz = t->f ? sizeof(struct sn_src_range_v6) :
-				    sizeof(struct sn_src_range_v4);
-	const int w = width_of(t->f);
-
-	if (tmp_need(t, (size_t)b->n * esz))
-		return -ENOMEM;
-	for (uint32_t i = 0; i < b->n; i++) {
-		const struct sn_src_range *r = &t->m->ranges[b->first + i];
-
-		range_bytes(t->f, key_of(r->start, w), t->cmap[r->class_id],
-			    t->tmp + (size_t)i * esz);
-	}
-	return 0;
-}
-
-/* Node block content into t->tmp (its children must be placed). */
-static int node_content(struct trieplan *t, const struct pblk *b)
-{
-	uint32_t *out;
-
-	if (tmp_need(t, (size_t)b->n * 4))
-		return -ENOMEM;
-	out = (uint32_t *)t->tmp;
-	for (uint32_t i = 0; i < b->n; i++)
-		out[i] = new_entry(t, t->m->nodes[b->first + i],
-				   t->entry_blk[b->first + i]);
-	return 0;
-}
-
-/* Post-order walk: a block for every child node and multi-range leaf. */
-static int64_t plan_entry(struct trieplan *t, uint32_t e, const struct sn_pop *p,
-			  uint8_t d, u128 prefix, int depth)
-{
-	const struct sn_pop_blkidx *old = p->blk[t->f];
-	const int W = width_of(t->f);
-	const struct blk *o;
-	int64_t id;
-
-	if (depth > (t->f ? SN_SRC_MAX_READS_V6 : SN_SRC_MAX_READS_V4))
-		return -EINVAL;
 	if (e & SN_SRC_CHILD) {
-		uint32_t s = ((e >> SN_SRC_SPAN_SHIFT) & SN_SRC_SPAN_MASK) + 1;
-		uint32_t first = e & SN_SRC_INDEX_MASK, n = 1u << s;
+		uint32_t s = e_span(e), first = e & SN_SRC_INDEX_MASK, n = 1u << s;
+		uint32_t lloc = l & SN_SRC_INDEX_MASK;
+		bool in_place = have_l && (l & SN_SRC_CHILD) && e_span(l) == s &&
+				lloc && (uint64_t)lloc + n <= P->na->cap;
+		int64_t loc;
 
-		if ((uint64_t)first + n > t->m->n_nodes || d + s > (uint32_t)W)
-			return -EINVAL;
-		for (uint32_t i = 0; i < n; i++) {
-			uint32_t c = t->m->nodes[first + i];
-			int64_t cb = -1;
-
-			if ((c & SN_SRC_CHILD) ||
-			    ((c >> SN_SRC_SPAN_SHIFT) & SN_SRC_SPAN_MASK)) {
-				cb = plan_entry(t, c, p, (uint8_t)(d + s),
-						prefix | (u128)i << (W - d - s),
-						depth + 1);
-				if (cb < 0)
-					return cb;
-			} else if ((c & SN_SRC_INDEX_MASK) >= t->n_classes) {
-				return -EINVAL;
+		if ((uint64_t)first + n > P->m->n_nodes || d + (int)s > P->w) {
+			P->err = -EINVAL;
+			return 0;
+		}
+		if (in_place) {
+			loc = lloc;
+			P->kept++;
+		} else {
+			if (have_l)
+				free_subtree(P, l, depth);
+			loc = alloc_take(&P->tr->nodes, n);
+			if (loc < 0) {
+				P->err = (int)loc;
+				return 0;
 			}
-			t->entry_blk[first + i] = (int32_t)cb;
+			P->made++;
 		}
-		id = plan_add(t, BK_NODE, first, n, d, prefix);
-		if (id < 0)
-			return id;
-		t->b[id].s = (uint8_t)s;
-		o = t->fresh ? NULL : blkidx_get(old, BK_NODE, d, prefix);
-		if (o && o->s == s && o->cap == n) {
-			t->b[id].loc = o->loc;
-			t->b[id].reuse = 1;
+		uint32_t *slots = (uint32_t *)aget(P->na, (uint32_t)loc);
+
+		for (uint32_t i = 0; i < n && !P->err; i++) {
+			uint32_t c = P->m->nodes[first + i], ne;
+
+			/* One-range leaves, the bulk of a big trie: inline. */
+			if (in_place && !(c & SN_SRC_CHILD) && !(c >> SN_SRC_SPAN_SHIFT) &&
+			    (c & SN_SRC_INDEX_MASK) < P->n_classes &&
+			    !(slots[i] & SN_SRC_CHILD) && !(slots[i] >> SN_SRC_SPAN_SHIFT)) {
+				ne = P->cmap[c & SN_SRC_INDEX_MASK];
+				if (ne == slots[i])
+					continue;
+			} else {
+				ne = patch_entry(P, c, in_place ? slots[i] : 0, in_place,
+						 d + (int)s, depth + 1);
+			}
+			if (!P->err && ne != slots[i] &&
+			    aset(P->na, (uint32_t)loc + i, &ne))
+				P->err = -ENOMEM;
 		}
-		return id;
+		return (e & ~SN_SRC_INDEX_MASK) | (uint32_t)loc;
 	}
-	uint32_t n = ((e >> SN_SRC_SPAN_SHIFT) & SN_SRC_SPAN_MASK) + 1;
-	uint32_t first = e & SN_SRC_INDEX_MASK;
+	uint32_t n = e_span(e), first = e & SN_SRC_INDEX_MASK;
 
-	if ((uint64_t)first + n > t->m->n_ranges)
-		return -EINVAL;
-	id = plan_add(t, BK_RANGE, first, n, d, prefix);
-	if (id < 0)
-		return id;
-	o = t->fresh ? NULL : blkidx_get(old, BK_RANGE, d, prefix);
-	if (o && o->cap >= n) {
-		t->b[id].loc = o->loc;
-		t->b[id].cap = o->cap;
-		t->b[id].reuse = 1;
-	}
-	return id;
-}
-
-/* Free intervals of an array around the blocks kept in place. */
-struct gap {
-	uint32_t start, len;
-};
-
-struct ext {
-	uint32_t start, end;
-};
-
-static int ext_cmp(const void *a, const void *b)
-{
-	const struct ext *x = a, *y = b;
-
-	return x->start < y->start ? -1 : x->start > y->start;
-}
-
-static int make_gaps(const struct trieplan *t, uint8_t kind, uint32_t lo,
-		     uint32_t cap, struct gap **out, size_t *n_out)
-{
-	struct ext *e = malloc((t->n + 1) * sizeof(*e));
-	struct gap *g = malloc((t->n + 2) * sizeof(*g));
-	size_t ne = 0, ng = 0;
-
-	if (!e || !g) {
-		free(e);
-		free(g);
-		return -ENOMEM;
-	}
-	for (size_t i = 0; i < t->n; i++)
-		if (t->b[i].kind == kind && t->b[i].reuse)
-			e[ne++] = (struct ext){ t->b[i].loc,
-						t->b[i].loc + t->b[i].cap };
-	qsort(e, ne, sizeof(*e), ext_cmp);
-	uint32_t at = lo;
-
-	for (size_t i = 0; i < ne; i++) {
-		if (e[i].start > at)
-			g[ng++] = (struct gap){ at, e[i].start - at };
-		if (e[i].end > at)
-			at = e[i].end;
-	}
-	if (cap > at)
-		g[ng++] = (struct gap){ at, cap - at };
-	free(e);
-	*out = g;
-	*n_out = ng;
-	return 0;
-}
-
-/* Next fit, then first fit.  -ENOSPC when nothing is large enough. */
-static int64_t gap_alloc(struct gap *g, size_t ng, size_t *cursor, uint32_t n)
-{
-	for (int pass = 0; pass < 2; pass++) {
-		size_t from = pass ? 0 : *cursor, to = pass ? *cursor : ng;
-
-		for (size_t i = from; i < to; i++) {
-			if (g[i].len < n)
-				continue;
-			uint32_t loc = g[i].start;
-
-			g[i].start += n;
-			g[i].len -= n;
-			*cursor = i;
-			return loc;
+	if (n == 1) {
+		if (first >= P->n_classes) {
+			P->err = -EINVAL;
+			return 0;
 		}
+		if (have_l && ((l & SN_SRC_CHILD) || e_span(l) > 1))
+			free_subtree(P, l, depth);
+		return P->cmap[first];
 	}
-	return -ENOSPC;
-}
+	if ((uint64_t)first + n > P->m->n_ranges) {
+		P->err = -EINVAL;
+		return 0;
+	}
+	uint32_t lloc = l & SN_SRC_INDEX_MASK, ln = e_span(l);
+	bool in_place = have_l && !(l & SN_SRC_CHILD) && ln > 1 && ln >= n &&
+			(uint64_t)lloc + ln <= P->ra->cap;
+	int64_t loc;
 
-/* Place the blocks not kept in place. */
-static int plan_place(struct trieplan *t, const struct sn_pop *p)
-{
-	const struct sn_pop_array *na = &p->a[t->f ? SN_PA_NODES6 : SN_PA_NODES4];
-	const struct sn_pop_array *ra = &p->a[t->f ? SN_PA_RANGES6 : SN_PA_RANGES4];
-	struct gap *g[2] = { NULL, NULL };
-	size_t ng[2] = { 0, 0 }, cur[2] = { 0, 0 };
-	int rc;
-
-	rc = make_gaps(t, BK_NODE, 1, na->cap, &g[0], &ng[0]);
-	if (!rc)
-		rc = make_gaps(t, BK_RANGE, 0, ra->cap, &g[1], &ng[1]);
-	t->kept = t->made = 0;
-	for (size_t i = 0; i < t->n && !rc; i++) {
-		struct pblk *b = &t->b[i];
-
-		if (b->reuse) {
-			t->kept++;
-			continue;
+	if (in_place) {
+		loc = lloc;
+		if (ln > n && alloc_give(&P->tr->ranges, lloc + n, ln - n)) {
+			P->err = -ENOMEM;
+			return 0;
 		}
-		int64_t loc = gap_alloc(g[b->kind], ng[b->kind], &cur[b->kind],
-					b->n);
-
+		P->kept++;
+	} else {
+		if (have_l)
+			free_subtree(P, l, depth);
+		loc = alloc_take(&P->tr->ranges, n);
 		if (loc < 0) {
-			rc = (int)loc;
-			break;
+			P->err = (int)loc;
+			return 0;
 		}
-		b->loc = (uint32_t)loc;
-		t->made++;
+		P->made++;
 	}
-	if (!rc) {
-		if (t->root_blk >= 0)
-			t->root_entry = new_entry(t, t->m->nodes[0], t->root_blk);
-		else
-			t->root_entry = t->cmap[t->m->nodes[0] & SN_SRC_INDEX_MASK];
+	const struct sn_src_range *r = &P->m->ranges[first];
+	const unsigned char *at = P->ra->v + (size_t)loc * P->ra->esz;
+
+	/* Entries as the array holds them, built and compared in integers
+	 * (a struct on the stack read back wider stalls the CPU): most of
+	 * a big trie is unchanged, and this loop is where it is read. */
+	for (uint32_t i = 0; i < n; i++, r++, at += P->ra->esz) {
+		uint64_t hi, lo = 0, ohi, olo = 0;
+		uint32_t cls, ocls;
+
+		if (r->class_id >= P->n_classes) {
+			P->err = -EINVAL;
+			return 0;
+		}
+		cls = P->cmap[r->class_id];
+		if (!P->f) {
+			uint32_t st, ost;
+
+			memcpy(&st, r->start, 4);
+			memcpy(&ost, at, 4);
+			memcpy(&ocls, at + 4, 4);
+			hi = __builtin_bswap32(st);
+			ohi = ost;
+		} else {
+			memcpy(&hi, r->start, 8);
+			memcpy(&lo, r->start + 8, 8);
+			hi = __builtin_bswap64(hi);
+			lo = __builtin_bswap64(lo);
+			memcpy(&ohi, at, 8);
+			memcpy(&olo, at + 8, 8);
+			memcpy(&ocls, at + 16, 4);
+		}
+		if (hi == ohi && lo == olo && cls == ocls)
+			continue;
+		if (!P->f) {
+			struct sn_src_range_v4 e = { .start = (uint32_t)hi,
+						     .class_id = cls };
+
+			if (aset(P->ra, (uint32_t)loc + i, &e))
+				P->err = -ENOMEM;
+		} else {
+			struct sn_src_range_v6 e = { .hi = hi, .lo = lo,
+						     .class_id = cls };
+
+			if (aset(P->ra, (uint32_t)loc + i, &e))
+				P->err = -ENOMEM;
+		}
+		if (P->err)
+			return 0;
 	}
-	free(g[0]);
-	free(g[1]);
-	return rc;
+	return (n - 1) << SN_SRC_SPAN_SHIFT | (uint32_t)loc;
 }
 
-static void plan_free(struct trieplan *t)
+/*
+ * Patch family f's layout to img's trie.  fresh: ignore the layout (it is
+ * not ours, or too fragmented): everything to new blocks.  0, -ENOSPC
+ * (does not fit), -EINVAL (a malformed trie), -ENOMEM.
+ */
+static int patch_trie(struct sn_pop *p, int f, const struct sn_srcmap *m,
+		      const uint32_t *cmap, uint32_t n_classes, bool fresh,
+		      uint32_t *kept, uint32_t *made)
 {
-	free(t->b);
-	free(t->entry_blk);
-	free(t->tmp);
-	memset(t, 0, sizeof(*t));
+	struct patch P = {
+		.p = p, .f = f, .w = f ? 128 : 32, .m = m, .cmap = cmap,
+		.n_classes = n_classes,
+		.na = &p->a[f ? SN_PA_NODES6 : SN_PA_NODES4],
+		.ra = &p->a[f ? SN_PA_RANGES6 : SN_PA_RANGES4],
+		.tr = p->trie[f],
+	};
+	uint32_t root = *(uint32_t *)aget(P.na, 0);
+	bool have_l = !fresh && P.tr->ok && root != SN_SRC_USE_LPM;
+
+	if (!have_l) {
+		if (alloc_reset(&P.tr->nodes, 1, P.na->cap) ||
+		    alloc_reset(&P.tr->ranges, 0, P.ra->cap))
+			return -ENOMEM;
+		P.tr->ok = true;
+	}
+	uint32_t e = patch_entry(&P, m->nodes[0], root, have_l, 0, 1);
+
+	if (!P.err && aset(P.na, 0, &e))
+		P.err = -ENOMEM;
+	if (P.err)
+		P.tr->ok = false; /* the next translation lays it out anew */
+	*kept = P.kept;
+	*made = P.made;
+	return P.err;
 }
 
-static int plan_trie(struct trieplan *t, const struct sn_pop *p, int f,
-		     const struct sn_srcmap *m, const uint32_t *cmap,
-		     uint32_t n_classes, bool fresh)
+/* A family that leaves its range trie for the LPM trie frees it all. */
+static int unpatch_trie(struct sn_pop *p, int f)
 {
-	int64_t r;
+	struct sn_pop_trie *tr = p->trie[f];
+	const struct sn_pop_array *na = &p->a[f ? SN_PA_NODES6 : SN_PA_NODES4];
+	const struct sn_pop_array *ra = &p->a[f ? SN_PA_RANGES6 : SN_PA_RANGES4];
 
-	memset(t, 0, sizeof(*t));
-	t->f = f;
-	t->m = m;
-	t->cmap = cmap;
-	t->fresh = fresh;
-	t->n_classes = n_classes;
-	t->root_blk = -1;
-	t->entry_blk = malloc((m->n_nodes + 1) * sizeof(*t->entry_blk));
-	if (!t->entry_blk)
+	if (alloc_reset(&tr->nodes, 1, na->cap) ||
+	    alloc_reset(&tr->ranges, 0, ra->cap))
 		return -ENOMEM;
-	uint32_t e = m->nodes[0];
-
-	if ((e & SN_SRC_CHILD) || ((e >> SN_SRC_SPAN_SHIFT) & SN_SRC_SPAN_MASK)) {
-		r = plan_entry(t, e, p, 0, 0, 1);
-		if (r < 0)
-			return (int)r;
-		t->root_blk = (int32_t)r;
-	} else if ((e & SN_SRC_INDEX_MASK) >= n_classes) {
-		return -EINVAL;
-	}
-	return plan_place(t, p);
-}
-
-/* Write the placed plan into the arrays; build the new block index. */
-static int plan_write(struct trieplan *t, struct sn_pop *p,
-		      struct sn_pop_blkidx *idx)
-{
-	struct sn_pop_array *na = &p->a[t->f ? SN_PA_NODES6 : SN_PA_NODES4];
-	struct sn_pop_array *ra = &p->a[t->f ? SN_PA_RANGES6 : SN_PA_RANGES4];
-	int rc = 0;
-
-	for (size_t i = 0; i < t->n && !rc; i++) {
-		struct pblk *b = &t->b[i];
-		struct sn_pop_array *a = b->kind == BK_NODE ? na : ra;
-		struct blk rec = { .prefix = b->prefix, .loc = b->loc,
-				   .cap = b->cap, .d = b->d, .kind = b->kind,
-				   .s = b->s };
-
-		rc = b->kind == BK_NODE ? node_content(t, b) : range_content(t, b);
-		for (uint32_t k = 0; k < b->n && !rc; k++)
-			rc = aset(a, b->loc + k, t->tmp + (size_t)k * a->esz);
-		if (!rc)
-			rc = blkidx_put(idx, &rec);
-	}
-	if (!rc)
-		rc = aset(na, 0, &t->root_entry);
-	return rc;
+	tr->ok = true;
+	return 0;
 }
 
 /* ---- translation ------------------------------------------------------------------ */
 
-/* What a translation replaces in the derived state, kept for a rollback. */
+/* What a translation replaced and the arrays do not say: for a rollback. */
 struct sn_pop_prev {
-	uint8_t *class_used, *l4_used, *limit_used;
-	uint64_t *limit_ident;
-	uint32_t *rule_slot;
-	uint32_t n_rules;
-	void *flat[2];
-	size_t n_flat[2];
-	struct sn_pop_blkidx *blk[2];
 	struct sn_pop_lpm_ent *lpm_v[2];
 	size_t lpm_n[2];
-	bool valid;
 };
 
-#define derived sn_pop_prev
-
-/* The population's holder of what a translation replaced. */
-static struct derived *prev_of(struct sn_pop *p)
+static struct sn_pop_prev *prev_of(struct sn_pop *p)
 {
 	if (!p->prev)
 		p->prev = calloc(1, sizeof(*p->prev));
 	return p->prev;
+}
+
+static void forget_prev(struct sn_pop *p)
+{
+	if (!p->prev)
+		return;
+	for (int f = 0; f < 2; f++) {
+		free(p->prev->lpm_v[f]);
+		p->prev->lpm_v[f] = NULL;
+		p->prev->lpm_n[f] = 0;
+	}
 }
 
 static int slot_op(struct sn_pop *p, uint32_t s, const struct sn_slot *nv)
@@ -1356,7 +1320,8 @@ static struct sn_decision dec_translate(const struct sn_decision *d,
 	return o;
 }
 
-/* The checks sn_dp_apply always made on an image before writing it. */
+/* The checks sn_dp_apply always made on an image before writing it (the
+ * range tries' classes are checked while they are patched). */
 static int check_image(const struct sn_pop *p, const struct sn_image *img,
 		       char *err, size_t errlen)
 {
@@ -1418,17 +1383,15 @@ static int check_image(const struct sn_pop *p, const struct sn_image *img,
 		size_t n = fam ? img->n_v6 : img->n_v4;
 		const struct sn_srcmap *m = fam ? &img->src_v6 : &img->src_v4;
 
+		if (m->n_nodes)
+			continue; /* the prefixes are not loaded */
+		if (!n)
+			return sn_fail(err, errlen, -EINVAL,
+				       "policy image: no IPv%d lookup", fam ? 6 : 4);
 		for (size_t i = 0; i < n; i++)
 			if (pf[i].class_id >= img->n_classes)
 				return sn_fail(err, errlen, -EINVAL,
 					       "policy image: prefix %zu invalid", i);
-		for (uint32_t i = 0; i < m->n_ranges; i++)
-			if (m->ranges[i].class_id >= img->n_classes)
-				return sn_fail(err, errlen, -EINVAL,
-					       "policy image: range %u invalid", i);
-		if (!m->n_nodes && !n)
-			return sn_fail(err, errlen, -EINVAL,
-				       "policy image: no IPv%d lookup", fam ? 6 : 4);
 	}
 	return 0;
 }
@@ -1506,6 +1469,342 @@ out:
 	return rc;
 }
 
+/* ---- layout walks: what the arrays hold ----------------------------------------- */
+
+struct walk {
+	struct sn_pop *p;
+	int f;
+	struct flatvec *out;  /* flattened ranges, or NULL */
+	struct ext_vec {
+		struct { uint32_t start, len; } *v;
+		size_t n, cap;
+	} used[2];            /* blocks in use: [0] nodes, [1] ranges */
+	bool collect;
+	char *err;
+	size_t errlen;
+};
+
+static int used_add(struct walk *w, int k, uint32_t start, uint32_t len)
+{
+	struct ext_vec *u = &w->used[k];
+
+	if (!w->collect)
+		return 0;
+	if (u->n == u->cap) {
+		size_t cap = u->cap ? u->cap * 2 : 256;
+		void *v = realloc(u->v, cap * sizeof(*u->v));
+
+		if (!v)
+			return -ENOMEM;
+		u->v = v;
+		u->cap = cap;
+	}
+	u->v[u->n].start = start;
+	u->v[u->n].len = len;
+	u->n++;
+	return 0;
+}
+
+static int walk_entry(struct walk *w, uint32_t e, u128 lo, int d, int depth)
+{
+	const int W = width_of(w->f);
+	const struct sn_pop_array *na = &w->p->a[w->f ? SN_PA_NODES6 : SN_PA_NODES4];
+	const struct sn_pop_array *ra = &w->p->a[w->f ? SN_PA_RANGES6 : SN_PA_RANGES4];
+	const uint32_t ccap = class_cap(&w->p->g);
+
+	if (depth > (w->f ? SN_SRC_MAX_READS_V6 : SN_SRC_MAX_READS_V4))
+		return sn_fail(w->err, w->errlen, -EINVAL, "range trie too deep");
+	if (e & SN_SRC_CHILD) {
+		int s = (int)e_span(e);
+		uint32_t first = e & SN_SRC_INDEX_MASK, n = 1u << s;
+
+		if (d + s > W || first == 0 || (uint64_t)first + n > na->cap)
+			return sn_fail(w->err, w->errlen, -EINVAL,
+				       "range trie entry out of bounds");
+		const uint32_t *v = aget(na, first);
+		int rc = used_add(w, 0, first, n);
+
+		for (uint32_t i = 0; i < n && !rc; i++)
+			rc = walk_entry(w, v[i], lo | (u128)i << (W - d - s), d + s,
+					depth + 1);
+		return rc;
+	}
+	uint32_t n = e_span(e);
+	uint32_t first = e & SN_SRC_INDEX_MASK;
+	u128 hi = lo | (d < W ? key_max(W - d) : 0);
+
+	if (n == 1) {
+		if (first >= ccap)
+			return sn_fail(w->err, w->errlen, -EINVAL,
+				       "range trie class out of bounds");
+		return w->out ? flat_emit(w->out, lo, first) : 0;
+	}
+	if ((uint64_t)first + n > ra->cap)
+		return sn_fail(w->err, w->errlen, -EINVAL,
+			       "range trie leaf out of bounds");
+	const unsigned char *r = aget(ra, first);
+	int rc = used_add(w, 1, first, n);
+
+	for (uint32_t i = 0; i < n && !rc; i++) {
+		const void *x = r + (size_t)i * ra->esz;
+		u128 s = range_start(w->f, x);
+		uint32_t c = range_class(w->f, x);
+
+		if (c >= ccap)
+			return sn_fail(w->err, w->errlen, -EINVAL,
+				       "range class out of bounds");
+		if (i && s > hi)
+			break;
+		if (w->out)
+			rc = flat_emit(w->out, i == 0 || s < lo ? lo : s, c);
+	}
+	return rc;
+}
+
+static int ext_cmp(const void *a, const void *b)
+{
+	const uint32_t *x = a, *y = b;
+
+	return *x < *y ? -1 : *x > *y;
+}
+
+/* Free space of an array: [lo, hi) less the blocks in use. */
+static int alloc_from_used(struct alloc *a, struct ext_vec *u, uint32_t lo,
+			   uint32_t hi)
+{
+	uint32_t at = lo;
+
+	a->n = 0;
+	a->cursor = 0;
+	if (u->n)
+		qsort(u->v, u->n, sizeof(*u->v), ext_cmp);
+	for (size_t i = 0; i <= u->n; i++) {
+		uint32_t start = i < u->n ? u->v[i].start : hi;
+
+		if (start > at) {
+			if (alloc_reserve(a, a->n + 1))
+				return -ENOMEM;
+			a->v[a->n].start = at;
+			a->v[a->n].len = start - at;
+			a->n++;
+		}
+		if (i < u->n && u->v[i].start + u->v[i].len > at)
+			at = u->v[i].start + u->v[i].len;
+	}
+	return 0;
+}
+
+/*
+ * Walk family f's lookup as the arrays hold it: its flattened ranges
+ * into out (may be NULL) and, with collect, its free space into the trie
+ * allocator.
+ */
+static int walk_family(struct sn_pop *p, int f, struct flatvec *out,
+		       bool collect, char *err, size_t errlen)
+{
+	struct walk w = { .p = p, .f = f, .out = out, .collect = collect,
+			  .err = err, .errlen = errlen };
+	const struct sn_pop_array *na = &p->a[f ? SN_PA_NODES6 : SN_PA_NODES4];
+	const struct sn_pop_array *ra = &p->a[f ? SN_PA_RANGES6 : SN_PA_RANGES4];
+	uint32_t root = *(uint32_t *)aget(na, 0);
+	int rc;
+
+	if (out)
+		out->n = 0;
+	if (root == SN_SRC_USE_LPM) {
+		for (size_t i = 0; i < p->lpm[f].n; i++)
+			if (p->lpm[f].v[i].cls >= class_cap(&p->g))
+				return sn_fail(err, errlen, -EINVAL,
+					       "LPM class out of bounds");
+		rc = out ? flatten_lpm(p->lpm[f].v, p->lpm[f].n, f, out) : 0;
+	} else {
+		rc = walk_entry(&w, root, 0, 0, 1);
+	}
+	if (!rc && out && (!out->n || out->v[0].start != 0))
+		rc = sn_fail(err, errlen, -EINVAL,
+			     "IPv%d lookup does not cover the address space",
+			     f ? 6 : 4);
+	if (!rc && collect) {
+		struct sn_pop_trie *t = p->trie[f];
+
+		rc = alloc_from_used(&t->nodes, &w.used[0], 1, na->cap);
+		if (!rc)
+			rc = alloc_from_used(&t->ranges, &w.used[1], 0, ra->cap);
+		t->ok = !rc;
+	}
+	free(w.used[0].v);
+	free(w.used[1].v);
+	return rc;
+}
+
+/* ---- source class ids ---------------------------------------------------------- */
+
+/*
+ * Image class -> stable id.  By row first: a new class whose decision row
+ * (in slots, stable L4 ids and limit indexes) a class of the maps has
+ * keeps that id.  When some new rows are new and some old rows are gone
+ * (a verdict or an L4 column changed), those are matched over the address
+ * space: the old and new flattened ranges overlaid, pairs that share the
+ * most pieces keep the id.  The rest take free ids.
+ */
+static int assign_classes(struct sn_pop *p, const struct sn_image *img,
+			  const uint32_t *l4map, const uint32_t *rule_slot,
+			  const uint32_t *lmap, uint32_t *cmap,
+			  struct sn_pop_stats *st, char *err, size_t errlen)
+{
+	const uint32_t stride = p->g.l4_stride, ccap = class_cap(&p->g);
+	const uint32_t n_l4 = img->n_l4, n_new = img->n_classes;
+	struct sn_decision *row = malloc((n_l4 + 1) * sizeof(*row));
+	uint8_t *taken = calloc(ccap + 1, 1);
+	struct hmap rows = { 0 }, pairs = { 0 };
+	size_t unmatched_new = 0, unmatched_old = 0, kept = 0;
+	int rc = -ENOMEM;
+
+	if (!row || !taken || hmap_init(&rows, 64))
+		goto out;
+	for (uint32_t c = 0; c < n_new; c++)
+		cmap[c] = UINT32_MAX;
+	if (p->valid) {
+		/* Old rows by hash (chained through equal hashes: verify). */
+		for (uint32_t c = 0; c < ccap; c++) {
+			if (!p->class_used[c])
+				continue;
+			uint64_t h = 0x9e3779b97f4a7c15ull;
+
+			for (uint32_t l = 0; l < n_l4; l++) {
+				uint64_t v;
+
+				memcpy(&v, aget(&p->a[SN_PA_DECISIONS],
+						c * stride + l4map[l]), 8);
+				h = mix64(h ^ v) + l;
+			}
+			uint32_t *slot = hmap_get(&rows, h);
+
+			if (!slot)
+				goto out;
+			if (!*slot)
+				*slot = c + 1; /* first class with this hash */
+		}
+		for (uint32_t c = 0; c < n_new; c++) {
+			const struct sn_decision *img_row =
+				&img->decisions[(size_t)c * stride];
+			uint64_t h = 0x9e3779b97f4a7c15ull;
+
+			for (uint32_t l = 0; l < n_l4; l++) {
+				uint64_t v;
+
+				row[l] = dec_translate(&img_row[l], rule_slot, lmap);
+				memcpy(&v, &row[l], 8);
+				h = mix64(h ^ v) + l;
+			}
+			const uint32_t *o = hmap_find(&rows, h);
+
+			if (!o || taken[*o - 1])
+				continue;
+			bool same = true;
+
+			for (uint32_t l = 0; l < n_l4 && same; l++)
+				same = !memcmp(&row[l],
+					       aget(&p->a[SN_PA_DECISIONS],
+						    (*o - 1) * stride + l4map[l]),
+					       sizeof(row[l]));
+			if (same) {
+				cmap[c] = *o - 1;
+				taken[*o - 1] = 1;
+				kept++;
+			}
+		}
+		for (uint32_t c = 0; c < n_new; c++)
+			unmatched_new += cmap[c] == UINT32_MAX;
+		for (uint32_t c = 0; c < ccap; c++)
+			unmatched_old += p->class_used[c] && !taken[c];
+	}
+	if (unmatched_new && unmatched_old) {
+		/* Rows changed: match the rest over the address space. */
+		struct flatvec of = { 0 }, nf = { 0 };
+
+		st->overlay = true;
+		rc = hmap_init(&pairs, 256);
+		for (int f = 0; f < 2 && !rc; f++) {
+			rc = walk_family(p, f, &of, false, err, errlen);
+			if (!rc)
+				rc = image_flat(img, f, &nf);
+			/* Count only pairs of classes still unmatched. */
+			for (size_t i = 0; !rc && i < of.n; i++)
+				if (taken[of.v[i].cls])
+					of.v[i].cls = UINT32_MAX;
+			for (size_t i = 0; !rc && i < nf.n; i++)
+				if (cmap[nf.v[i].cls] != UINT32_MAX)
+					nf.v[i].cls = UINT32_MAX - 1;
+			if (!rc)
+				rc = overlay_flat(of.v, of.n, nf.v, nf.n, &pairs);
+			free(of.v);
+			free(nf.v);
+			of = (struct flatvec){ 0 };
+			nf = (struct flatvec){ 0 };
+		}
+		if (rc == -EINVAL)
+			rc = 0; /* an inconsistent layout: no matching then */
+		if (rc)
+			goto out;
+		size_t n_pairs = 0;
+		struct pair *v = malloc((pairs.n + 1) * sizeof(*v));
+
+		if (!v) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		for (size_t i = 0; i < pairs.cap; i++) {
+			if (!pairs.used[i])
+				continue;
+			uint32_t o = (uint32_t)(pairs.k[i] >> 32), n = (uint32_t)pairs.k[i];
+
+			if (o < ccap && n < n_new)
+				v[n_pairs++] = (struct pair){ o, n, pairs.v[i] };
+		}
+		qsort(v, n_pairs, sizeof(*v), pair_cmp);
+		for (size_t i = 0; i < n_pairs; i++) {
+			if (taken[v[i].old] || cmap[v[i].new_] != UINT32_MAX)
+				continue;
+			taken[v[i].old] = 1;
+			cmap[v[i].new_] = v[i].old;
+			kept++;
+		}
+		free(v);
+	}
+	/* The rest: free ids the maps do not use, then any free one. */
+	for (int pass = 0; pass < 2; pass++) {
+		uint32_t next = 0;
+
+		for (uint32_t c = 0; c < n_new; c++) {
+			if (cmap[c] != UINT32_MAX)
+				continue;
+			while (next < ccap &&
+			       (taken[next] ||
+				(pass == 0 && p->valid && p->class_used[next])))
+				next++;
+			if (next == ccap)
+				break;
+			taken[next] = 1;
+			cmap[c] = next++;
+		}
+	}
+	rc = 0;
+	for (uint32_t c = 0; c < n_new; c++)
+		if (cmap[c] == UINT32_MAX)
+			rc = sn_fail(err, errlen, -E2BIG,
+				     "source classes do not fit the maps");
+	st->classes_kept = kept;
+out:
+	if (rc == -ENOMEM)
+		sn_seterr(err, errlen, "out of memory");
+	hmap_free(&rows);
+	hmap_free(&pairs);
+	free(row);
+	free(taken);
+	return rc;
+}
+
 int sn_pop_translate(struct sn_pop *p, const struct sn_image *img,
 		     char *err, size_t errlen)
 {
@@ -1513,22 +1812,19 @@ int sn_pop_translate(struct sn_pop *p, const struct sn_image *img,
 	const struct sn_image_features *f = sn_image_features(img);
 	const uint32_t stride = p->g.l4_stride, ccap = class_cap(&p->g);
 	struct sn_pop_stats st = { 0 };
-	struct flatvec nf[2] = { { 0 } };
 	struct hmap pairs = { 0 };
-	struct trieplan tp[2];
-	struct derived *prev = prev_of(p);
+	struct sn_pop_prev *prev = prev_of(p);
 	uint32_t *rule_slot = NULL, *freed = NULL, *cmap = NULL, *l4map = NULL,
 		 *lmap = NULL;
 	uint64_t *ident = NULL;
 	size_t n_freed = 0, n_new_slots = 0;
-	uint8_t *class_used = NULL, *l4_used = NULL, *limit_used = NULL;
+	uint8_t *limit_used = NULL;
 	uint64_t *limit_ident = NULL;
-	struct sn_pop_blkidx *blk[2] = { NULL, NULL };
 	struct sn_pop_lpm_ent *lpm_new[2] = { NULL, NULL };
 	size_t lpm_n[2] = { 0, 0 };
+	bool mutated = false;
 	int rc;
 
-	memset(tp, 0, sizeof(tp));
 	if (!prev)
 		return sn_fail(err, errlen, -ENOMEM, "out of memory");
 	rc = check_image(p, img, err, errlen);
@@ -1548,7 +1844,8 @@ int sn_pop_translate(struct sn_pop *p, const struct sn_image *img,
 		return sn_fail(err, errlen, -E2BIG,
 			       "%u limit rules, the maps hold %u: the program must be reloaded",
 			       f->n_limits, p->g.cap[SN_PA_LIMITS]);
-	if (img->n_v4 > p->g.cap_lpm[0] || img->n_v6 > p->g.cap_lpm[1])
+	if ((!img->src_v4.n_nodes && img->n_v4 > p->g.cap_lpm[0]) ||
+	    (!img->src_v6.n_nodes && img->n_v6 > p->g.cap_lpm[1]))
 		return sn_fail(err, errlen, -E2BIG,
 			       "policy image outgrew the loaded LPM maps: the program must be reloaded");
 
@@ -1558,19 +1855,14 @@ int sn_pop_translate(struct sn_pop *p, const struct sn_image *img,
 	cmap = malloc((img->n_classes + 1) * sizeof(*cmap));
 	l4map = malloc((img->n_l4 + 1) * sizeof(*l4map));
 	lmap = malloc((f->n_limits + 1) * sizeof(*lmap));
-	class_used = calloc(ccap + 1, 1);
-	l4_used = calloc(stride + 1, 1);
 	limit_used = calloc(p->g.cap[SN_PA_LIMITS] + 1, 1);
 	limit_ident = calloc(p->g.cap[SN_PA_LIMITS] + 1, sizeof(uint64_t));
-	blk[0] = calloc(1, sizeof(*blk[0]));
-	blk[1] = calloc(1, sizeof(*blk[1]));
-	if (!rule_slot || !ident || !cmap || !l4map || !lmap || !class_used || !l4_used ||
-	    !limit_used || !limit_ident || !blk[0] || !blk[1])
+	if (!rule_slot || !ident || !cmap || !l4map || !lmap || !limit_used ||
+	    !limit_ident)
 		goto fail;
 
 	/* 1. counter slots */
-	rc = plan_slots(p, img, rule_slot, ident, &freed, &n_freed,
-			&n_new_slots);
+	rc = plan_slots(p, img, rule_slot, ident, &freed, &n_freed, &n_new_slots);
 	if (rc == -E2BIG) {
 		sn_seterr(err, errlen, "%u rules do not fit %u counter slots "
 			  "beside the rules they replace: the program must be "
@@ -1638,16 +1930,14 @@ int sn_pop_translate(struct sn_pop *p, const struct sn_image *img,
 			const struct sn_port_run *r = &img->port_runs[i];
 			uint32_t base = (r->table - 1) * SN_PORTS_PER_TABLE;
 			uint32_t last = UINT32_MAX, cnt = 0;
+			const uint32_t *pv = aget(&p->a[SN_PA_PORTS], base);
 
 			for (uint32_t port = r->lo; port <= r->hi && !rc; port++) {
-				uint32_t o = *(uint32_t *)aget(&p->a[SN_PA_PORTS],
-							       base + port);
-
-				if (o != last && cnt) {
+				if (pv[port] != last && cnt) {
 					rc = count_pair(&pairs, last, r->l4_class, cnt);
 					cnt = 0;
 				}
-				last = o;
+				last = pv[port];
 				cnt++;
 			}
 			if (!rc && cnt)
@@ -1661,61 +1951,14 @@ int sn_pop_translate(struct sn_pop *p, const struct sn_image *img,
 	if (rc)
 		goto fail;
 	hmap_free(&pairs);
-	for (uint32_t i = 0; i < img->n_l4; i++)
-		l4_used[l4map[i]] = 1;
 
-	/* 4. source class ids: overlay of the address space, both families */
-	rc = hmap_init(&pairs, 1024);
+	/* 4. source class ids */
+	rc = assign_classes(p, img, l4map, rule_slot, lmap, cmap, &st, err,
+			    errlen);
 	if (rc)
 		goto fail;
-	for (int fam = 0; fam < 2; fam++) {
-		rc = image_flat(img, fam, &nf[fam]);
-		if (!rc && p->valid)
-			rc = overlay_flat(p->flat[fam], p->n_flat[fam],
-					  nf[fam].v, nf[fam].n, &pairs);
-		if (rc)
-			goto fail;
-	}
-	rc = assign_ids(&pairs, img->n_classes, ccap,
-			p->valid ? p->class_used : NULL, cmap, &st.classes_kept);
-	if (rc) {
-		if (rc == -E2BIG)
-			sn_seterr(err, errlen, "source classes do not fit the maps");
-		goto fail;
-	}
-	hmap_free(&pairs);
-	for (uint32_t i = 0; i < img->n_classes; i++)
-		class_used[cmap[i]] = 1;
 
-	/* 5. range tries: plan both before writing anything */
-	for (int fam = 0; fam < 2; fam++) {
-		const struct sn_srcmap *m = fam ? &img->src_v6 : &img->src_v4;
-
-		if (!m->n_nodes)
-			continue;
-		rc = plan_trie(&tp[fam], p, fam, m, cmap, img->n_classes, false);
-		if (rc == -ENOSPC) {
-			/* Fragmented: lay it out anew (every entry written). */
-			plan_free(&tp[fam]);
-			st.trie_compacted[fam] = true;
-			rc = plan_trie(&tp[fam], p, fam, m, cmap, img->n_classes,
-				       true);
-		}
-		if (rc == -ENOSPC) {
-			sn_seterr(err, errlen, "the IPv%d range trie does not fit "
-				  "the loaded maps: the program must be reloaded",
-				  fam ? 6 : 4);
-			rc = -E2BIG;
-		} else if (rc == -EINVAL) {
-			sn_seterr(err, errlen, "policy image: IPv%d range trie "
-				  "invalid", fam ? 6 : 4);
-		}
-		if (rc)
-			goto fail;
-		st.blocks_kept[fam] = tp[fam].kept;
-		st.blocks_new[fam] = tp[fam].made;
-	}
-	/* LPM content per family (empty where the range trie is used) */
+	/* 5. LPM content per family (empty where the range trie is used) */
 	for (int fam = 0; fam < 2; fam++) {
 		const struct sn_srcmap *m = fam ? &img->src_v6 : &img->src_v4;
 		const struct sn_class_prefix *pf = fam ? img->v6 : img->v4;
@@ -1734,35 +1977,24 @@ int sn_pop_translate(struct sn_pop *p, const struct sn_image *img,
 		lpm_n[fam] = n;
 	}
 
-	/* ---- nothing changed so far; from here on, write ---- */
-	*prev = (struct derived){
-		.class_used = p->class_used, .l4_used = p->l4_used,
-		.limit_used = p->limit_used, .limit_ident = p->limit_ident,
-		.rule_slot = p->rule_slot, .n_rules = p->n_rules,
-		.flat = { p->flat[0], p->flat[1] },
-		.n_flat = { p->n_flat[0], p->n_flat[1] },
-		.blk = { p->blk[0], p->blk[1] },
-		.valid = p->valid,
-	};
-	p->class_used = class_used;
-	p->l4_used = l4_used;
-	p->limit_used = limit_used;
-	p->limit_ident = limit_ident;
+	/* ---- from here on, write (a failure rolls back) ---- */
+	mutated = true;
+	free(p->rule_slot);
 	p->rule_slot = rule_slot;
 	p->n_rules = img->n_rules;
-	class_used = l4_used = limit_used = NULL;
-	limit_ident = NULL;
 	rule_slot = NULL;
-	for (int fam = 0; fam < 2; fam++) {
-		/* Stable class ids in the flattened ranges. */
-		for (size_t i = 0; i < nf[fam].n; i++)
-			nf[fam].v[i].cls = cmap[nf[fam].v[i].cls];
-		p->flat[fam] = nf[fam].v;
-		p->n_flat[fam] = nf[fam].n;
-		nf[fam] = (struct flatvec){ 0 };
-		p->blk[fam] = blk[fam];
-		blk[fam] = NULL;
-	}
+	free(p->limit_used);
+	free(p->limit_ident);
+	p->limit_used = limit_used;
+	p->limit_ident = limit_ident;
+	limit_used = NULL;
+	limit_ident = NULL;
+	memset(p->l4_used, 0, stride + 1);
+	for (uint32_t i = 0; i < img->n_l4; i++)
+		p->l4_used[l4map[i]] = 1;
+	memset(p->class_used, 0, ccap + 1);
+	for (uint32_t i = 0; i < img->n_classes; i++)
+		p->class_used[cmap[i]] = 1;
 
 	/* slots: new ones, holders' ids, freed ones */
 	rc = 0;
@@ -1831,12 +2063,33 @@ int sn_pop_translate(struct sn_pop *p, const struct sn_image *img,
 		const struct sn_srcmap *m = fam ? &img->src_v6 : &img->src_v4;
 
 		if (m->n_nodes) {
-			rc = plan_write(&tp[fam], p, p->blk[fam]);
+			bool fresh = !p->valid || !p->trie[fam]->ok;
+
+			rc = patch_trie(p, fam, m, cmap, img->n_classes, fresh,
+					&st.blocks_kept[fam], &st.blocks_new[fam]);
+			if (rc == -ENOSPC && !fresh) {
+				/* Fragmented: lay it out anew. */
+				st.trie_compacted[fam] = true;
+				rc = patch_trie(p, fam, m, cmap, img->n_classes, true,
+						&st.blocks_kept[fam],
+						&st.blocks_new[fam]);
+			}
+			if (rc == -ENOSPC) {
+				sn_seterr(err, errlen, "the IPv%d range trie does "
+					  "not fit the loaded maps: the program "
+					  "must be reloaded", fam ? 6 : 4);
+				rc = -E2BIG;
+			} else if (rc == -EINVAL) {
+				sn_seterr(err, errlen, "policy image: IPv%d range "
+					  "trie invalid", fam ? 6 : 4);
+			}
 		} else {
 			uint32_t use_lpm = SN_SRC_USE_LPM;
 
 			rc = aset(&p->a[fam ? SN_PA_NODES6 : SN_PA_NODES4], 0,
 				  &use_lpm);
+			if (!rc)
+				rc = unpatch_trie(p, fam);
 		}
 		if (!rc) {
 			rc = lpm_set(&p->lpm[fam], lpm_new[fam], lpm_n[fam],
@@ -1845,13 +2098,14 @@ int sn_pop_translate(struct sn_pop *p, const struct sn_image *img,
 				lpm_new[fam] = NULL;
 		}
 	}
-	p->valid = true;
 	if (rc) {
 		sn_pop_rollback(p);
 		sn_pop_commit(p);
-		sn_seterr(err, errlen, "out of memory");
-		goto fail;
+		if (rc == -ENOMEM)
+			sn_seterr(err, errlen, "out of memory");
+		goto out;
 	}
+	p->valid = true;
 	for (int i = 0; i < SN_PA_N; i++)
 		st.written[i] = p->a[i].n_dirty;
 	st.lpm_ops[0] = p->lpm[0].n_ops;
@@ -1866,12 +2120,9 @@ fail:
 	if (rc == -ENOMEM)
 		sn_seterr(err, errlen, "out of memory");
 out:
-	for (int fam = 0; fam < 2; fam++) {
-		plan_free(&tp[fam]);
-		free(nf[fam].v);
-		blkidx_free(blk[fam]);
+	(void)mutated;
+	for (int fam = 0; fam < 2; fam++)
 		free(lpm_new[fam]);
-	}
 	hmap_free(&pairs);
 	free(rule_slot);
 	free(ident);
@@ -1879,35 +2130,12 @@ out:
 	free(cmap);
 	free(l4map);
 	free(lmap);
-	free(class_used);
-	free(l4_used);
 	free(limit_used);
 	free(limit_ident);
 	return rc;
 }
 
 /* ---- commit / rollback ------------------------------------------------------------ */
-
-static void derived_release(struct derived *d)
-{
-	free(d->class_used);
-	free(d->l4_used);
-	free(d->limit_used);
-	free(d->limit_ident);
-	free(d->rule_slot);
-	for (int f = 0; f < 2; f++) {
-		free(d->flat[f]);
-		blkidx_free(d->blk[f]);
-		free(d->lpm_v[f]);
-	}
-	memset(d, 0, sizeof(*d));
-}
-
-static void forget_prev(struct sn_pop *p)
-{
-	if (p->prev)
-		derived_release(p->prev);
-}
 
 void sn_pop_commit(struct sn_pop *p)
 {
@@ -1923,7 +2151,7 @@ void sn_pop_commit(struct sn_pop *p)
 
 void sn_pop_rollback(struct sn_pop *p)
 {
-	struct derived *d = p->prev;
+	struct sn_pop_prev *d = p->prev;
 
 	for (int i = 0; i < SN_PA_N; i++)
 		arr_rollback(&p->a[i]);
@@ -1938,106 +2166,18 @@ void sn_pop_rollback(struct sn_pop *p)
 			d->lpm_v[f] = NULL;
 		}
 	}
-	if (d && (d->class_used || d->rule_slot || d->blk[0])) {
-		free(p->class_used);
-		free(p->l4_used);
-		free(p->limit_used);
-		free(p->limit_ident);
-		free(p->rule_slot);
-		p->class_used = d->class_used;
-		p->l4_used = d->l4_used;
-		p->limit_used = d->limit_used;
-		p->limit_ident = d->limit_ident;
-		p->rule_slot = d->rule_slot;
-		p->n_rules = d->n_rules;
-		p->valid = d->valid;
-		for (int f = 0; f < 2; f++) {
-			free(p->flat[f]);
-			blkidx_free(p->blk[f]);
-			p->flat[f] = d->flat[f];
-			p->n_flat[f] = d->n_flat[f];
-			p->blk[f] = d->blk[f];
-		}
-		memset(d, 0, sizeof(*d));
-	}
+	/* Everything derived, from the content as it is again. */
+	if (sn_pop_derive(p, NULL, 0) == -EINVAL)
+		p->valid = false;
 }
 
 /* ---- derive (after reading pinned maps) -------------------------------------------- */
-
-struct walk {
-	struct sn_pop *p;
-	int f;
-	struct flatvec out;
-	struct sn_pop_blkidx *idx;
-	char *err;
-	size_t errlen;
-};
-
-static int walk_entry(struct walk *w, uint32_t e, u128 lo, int d, int depth)
-{
-	const int W = width_of(w->f);
-	const struct sn_pop_array *na = &w->p->a[w->f ? SN_PA_NODES6 : SN_PA_NODES4];
-	const struct sn_pop_array *ra = &w->p->a[w->f ? SN_PA_RANGES6 : SN_PA_RANGES4];
-	const uint32_t ccap = class_cap(&w->p->g);
-
-	if (depth > (w->f ? SN_SRC_MAX_READS_V6 : SN_SRC_MAX_READS_V4))
-		return sn_fail(w->err, w->errlen, -EINVAL, "range trie too deep");
-	if (e & SN_SRC_CHILD) {
-		int s = (int)((e >> SN_SRC_SPAN_SHIFT) & SN_SRC_SPAN_MASK) + 1;
-		uint32_t first = e & SN_SRC_INDEX_MASK, n = 1u << s;
-
-		if (d + s > W || first == 0 || (uint64_t)first + n > na->cap)
-			return sn_fail(w->err, w->errlen, -EINVAL,
-				       "range trie entry out of bounds");
-		const uint32_t *v = aget(na, first);
-		struct blk rec = { .prefix = lo, .loc = first, .cap = n,
-				   .d = (uint8_t)d, .kind = BK_NODE, .s = (uint8_t)s };
-		int rc = blkidx_put(w->idx, &rec);
-
-		for (uint32_t i = 0; i < n && !rc; i++)
-			rc = walk_entry(w, v[i], lo | (u128)i << (W - d - s), d + s,
-					depth + 1);
-		return rc;
-	}
-	uint32_t n = ((e >> SN_SRC_SPAN_SHIFT) & SN_SRC_SPAN_MASK) + 1;
-	uint32_t first = e & SN_SRC_INDEX_MASK;
-	u128 hi = lo | (d < W ? key_max(W - d) : 0);
-
-	if (n == 1) {
-		if (first >= ccap)
-			return sn_fail(w->err, w->errlen, -EINVAL,
-				       "range trie class out of bounds");
-		return flat_emit(&w->out, lo, first);
-	}
-	if ((uint64_t)first + n > ra->cap)
-		return sn_fail(w->err, w->errlen, -EINVAL,
-			       "range trie leaf out of bounds");
-	const unsigned char *r = aget(ra, first);
-	struct blk rec = { .prefix = lo, .loc = first, .cap = n,
-			   .d = (uint8_t)d, .kind = BK_RANGE };
-	int rc = blkidx_put(w->idx, &rec);
-
-	for (uint32_t i = 0; i < n && !rc; i++) {
-		const void *x = r + (size_t)i * ra->esz;
-		u128 s = range_start(w->f, x);
-		uint32_t c = range_class(w->f, x);
-
-		if (c >= ccap)
-			return sn_fail(w->err, w->errlen, -EINVAL,
-				       "range class out of bounds");
-		if (i && s > hi)
-			break;
-		rc = flat_emit(&w->out, i == 0 || s < lo ? lo : s, c);
-	}
-	return rc;
-}
 
 int sn_pop_derive(struct sn_pop *p, char *err, size_t errlen)
 {
 	const uint32_t stride = p->g.l4_stride, ccap = class_cap(&p->g);
 	int rc = 0;
 
-	forget_prev(p);
 	p->valid = false;
 	/* Rule ids from the slots (reading counters before the next apply). */
 	uint32_t n_rules = SN_RULE_FIRST;
@@ -2062,42 +2202,16 @@ int sn_pop_derive(struct sn_pop *p, char *err, size_t errlen)
 	memset(p->l4_used, 0, stride + 1);
 	memset(p->limit_used, 0, p->g.cap[SN_PA_LIMITS] + 1);
 	for (int f = 0; f < 2 && !rc; f++) {
-		struct walk w = { .p = p, .f = f, .err = err, .errlen = errlen };
-		uint32_t root = *(uint32_t *)aget(&p->a[f ? SN_PA_NODES6 :
-							  SN_PA_NODES4], 0);
+		struct flatvec fl = { 0 };
 
-		blkidx_free(p->blk[f]);
-		p->blk[f] = calloc(1, sizeof(*p->blk[f]));
-		free(p->flat[f]);
-		p->flat[f] = NULL;
-		p->n_flat[f] = 0;
-		if (!p->blk[f])
-			return -ENOMEM;
-		w.idx = p->blk[f];
-		if (root == SN_SRC_USE_LPM) {
-			for (size_t i = 0; i < p->lpm[f].n; i++)
-				if (p->lpm[f].v[i].cls >= ccap)
-					return sn_fail(err, errlen, -EINVAL,
-						       "LPM class out of bounds");
-			rc = flatten_lpm(p->lpm[f].v, p->lpm[f].n, f, &w.out);
-		} else {
-			rc = walk_entry(&w, root, 0, 0, 1);
-		}
-		if (rc) {
-			free(w.out.v);
-			return rc;
-		}
-		if (!w.out.n || w.out.v[0].start != 0) {
-			free(w.out.v);
-			return sn_fail(err, errlen, -EINVAL,
-				       "IPv%d lookup does not cover the address space",
-				       f ? 6 : 4);
-		}
-		p->flat[f] = w.out.v;
-		p->n_flat[f] = w.out.n;
-		for (size_t i = 0; i < w.out.n; i++)
-			p->class_used[w.out.v[i].cls] = 1;
+		p->trie[f]->ok = false;
+		rc = walk_family(p, f, &fl, true, err, errlen);
+		for (size_t i = 0; !rc && i < fl.n; i++)
+			p->class_used[fl.v[i].cls] = 1;
+		free(fl.v);
 	}
+	if (rc)
+		return rc;
 	for (uint32_t pr = 0; pr < SN_POP_PROTO; pr++) {
 		const struct sn_proto_entry *e = aget(&p->a[SN_PA_PROTO], pr);
 

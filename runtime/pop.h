@@ -17,12 +17,17 @@
  *    identity;
  *  - L4 class ids follow the (protocol, port) space: an old and a new
  *    class that cover the most of it in common share an id;
- *  - source class ids follow the address space the same way (the
- *    flattened ranges of both families, old and new, overlaid);
- *  - the range trie is relocated: a block of node entries or ranges whose
- *    content the previous layout already holds stays where it is, new
- *    blocks go to free space, so a one-prefix change writes the path from
- *    the root to its leaf and not every range after it.
+ *  - source class ids follow the decision rows (in slots and stable L4
+ *    ids): a new class whose row the maps hold already takes that id;
+ *    only when rows changed (a rule's verdict, new L4 columns) are old and
+ *    new classes matched over the address space (the flattened ranges of
+ *    both families overlaid);
+ *  - the range trie is laid out by the loader and patched: the new trie is
+ *    walked together with the layout the maps hold, a node of the same
+ *    stride or a leaf of no more ranges at the same place is rewritten in
+ *    place entry by entry, anything else goes to free space (an allocator
+ *    of its own) and what it replaces is freed, so a one-prefix change
+ *    writes a few entries, not every range after it.
  *
  * Every entry written is compared with what the generation holds and
  * recorded when it differs (with its old value), so the dirty lists are
@@ -111,12 +116,13 @@ struct sn_pop_stats {
 	size_t lpm_ops[2];
 	size_t slots_new, slots_freed;
 	size_t classes, classes_kept, l4_kept, limits;
+	bool overlay;           /* classes matched over the address space */
 	uint32_t blocks_new[2], blocks_kept[2]; /* range-trie blocks */
 	bool trie_compacted[2]; /* free space was fragmented: laid out anew */
 	double translate_ms;
 };
 
-struct sn_pop_blkidx; /* pop.c: blocks of the current range-trie layout */
+struct sn_pop_trie;   /* pop.c: free space of a family's range-trie layout */
 struct sn_pop_prev;   /* pop.c: what a translation replaced, until commit */
 
 struct sn_pop {
@@ -139,10 +145,7 @@ struct sn_pop {
 	uint8_t *l4_used;     /* l4_stride */
 	uint8_t *limit_used;  /* cap[SN_PA_LIMITS] */
 	uint64_t *limit_ident; /* identity per limit index in use */
-	/* flattened source ranges per family with stable class ids */
-	void *flat[2];
-	size_t n_flat[2];
-	struct sn_pop_blkidx *blk[2];
+	struct sn_pop_trie *trie[2];
 	struct sn_pop_prev *prev;
 	/* set once the population reflects an image (or pinned state) */
 	bool valid;
@@ -194,8 +197,8 @@ void sn_pop_commit(struct sn_pop *p);
 void sn_pop_rollback(struct sn_pop *p);
 
 /*
- * Rebuild the derived state (ids in use, flattened ranges, block
- * indexes) from the arrays, LPM tries and slots as they are: after
+ * Rebuild the derived state (ids in use, the tries' free space, rule
+ * slots) from the arrays, LPM tries and slots as they are: after
  * reading pinned maps back.  -EINVAL when the content is inconsistent
  * (err says how), -ENOMEM.
  */
