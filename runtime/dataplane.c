@@ -42,15 +42,15 @@ struct sn_dataplane {
 	int ifindex;
 	enum sn_attach_mode mode;
 	/* Range tries (SPEC.md 4), [0] IPv4, [1] IPv6. */
-	uint32_t cap_src_nodes[2];
+	uint32_t cap_src_nodes[2], cap_src_ranges[2];
 };
 
 /* The maps, in pin order, with the names the pins carry (dataplane.h). */
-#define SN_N_MAPS 12
+#define SN_N_MAPS 14
 static const char *const sn_map_names[SN_N_MAPS] = {
 	"sn_lpm_v4", "sn_lpm_v6", "sn_proto", "sn_ports",
 	"sn_decisions", "sn_counters", "sn_meta",
-	"sn_src4_nodes", "sn_src6_nodes",
+	"sn_src4_nodes", "sn_src4_ranges", "sn_src6_nodes", "sn_src6_ranges",
 	"sn_limits", "sn_limit_state", "sn_limit_new",
 };
 
@@ -61,7 +61,8 @@ static struct bpf_map *dp_map(const struct sn_dataplane *dp, int i)
 		dp->skel->maps.sn_proto,     dp->skel->maps.sn_ports,
 		dp->skel->maps.sn_decisions, dp->skel->maps.sn_counters,
 		dp->skel->maps.sn_meta,
-		dp->skel->maps.sn_src4_nodes, dp->skel->maps.sn_src6_nodes,
+		dp->skel->maps.sn_src4_nodes, dp->skel->maps.sn_src4_ranges,
+		dp->skel->maps.sn_src6_nodes, dp->skel->maps.sn_src6_ranges,
 		dp->skel->maps.sn_limits, dp->skel->maps.sn_limit_state,
 		dp->skel->maps.sn_limit_new,
 	};
@@ -231,9 +232,9 @@ int sn_dp_load(const struct sn_image *image, struct sn_dataplane **out,
 	for (int f = 0; f < 2; f++) {
 		const struct sn_srcmap *m = f ? &image->src_v6 : &image->src_v4;
 
-		/* Two words per element (the program's sn_src*_nodes). */
-		dp->cap_src_nodes[f] = headroom(((uint64_t)m->n_nodes + 1) / 2);
-		if (!dp->cap_src_nodes[f]) {
+		dp->cap_src_nodes[f] = headroom(m->n_nodes);
+		dp->cap_src_ranges[f] = headroom(m->n_ranges);
+		if (!dp->cap_src_nodes[f] || !dp->cap_src_ranges[f]) {
 			ret = -E2BIG;
 			sn_seterr(err, errlen, "policy image too large for BPF maps");
 			goto fail;
@@ -265,7 +266,8 @@ int sn_dp_load(const struct sn_image *image, struct sn_dataplane **out,
 	const uint32_t sizes[SN_N_MAPS] = {
 		dp->cap_v4, dp->cap_v6, SN_PROTO_ENTRIES, SN_PORT_ENTRIES,
 		dp->cap_decisions, dp->cap_counters, 1,
-		dp->cap_src_nodes[0], dp->cap_src_nodes[1],
+		dp->cap_src_nodes[0], dp->cap_src_ranges[0],
+		dp->cap_src_nodes[1], dp->cap_src_ranges[1],
 		dp->cap_limits, SN_CAP_LIMIT_STATE, 1,
 	};
 	for (int i = 0; i < SN_N_MAPS; i++) {
@@ -545,13 +547,16 @@ static int apply_source(struct sn_dataplane *dp, int family,
 	const struct sn_srcmap *m = v4 ? &img->src_v4 : &img->src_v6;
 	struct bpf_map *nodes = v4 ? dp->skel->maps.sn_src4_nodes :
 				     dp->skel->maps.sn_src6_nodes;
+	struct bpf_map *ranges = v4 ? dp->skel->maps.sn_src4_ranges :
+				      dp->skel->maps.sn_src6_ranges;
 	int lpm_fd = bpf_map__fd(v4 ? dp->skel->maps.sn_lpm_v4 :
 				      dp->skel->maps.sn_lpm_v6);
 	const struct sn_class_prefix *pfx = v4 ? img->v4 : img->v6;
 	size_t n_pfx = v4 ? img->n_v4 : img->n_v6;
-	uint32_t zero = 0, n_el = (uint32_t)((m->n_nodes + 1ull) / 2);
-	uint32_t root[2] = { SN_SRC_USE_LPM, 0 };
-	uint32_t *words;
+	uint32_t zero = 0, root = SN_SRC_USE_LPM;
+	size_t rsz = v4 ? sizeof(struct sn_src_range_v4) :
+			  sizeof(struct sn_src_range_v6);
+	unsigned char *buf;
 	int ret;
 
 	if (!m->n_nodes) {
@@ -559,41 +564,62 @@ static int apply_source(struct sn_dataplane *dp, int family,
 				errlen);
 		if (ret)
 			return ret;
-		ret = bpf_map_update_elem(bpf_map__fd(nodes), &zero, root,
+		ret = bpf_map_update_elem(bpf_map__fd(nodes), &zero, &root,
 					  BPF_ANY);
 		if (ret)
 			sn_seterr(err, errlen, "writing %s: %s",
 				  bpf_map__name(nodes), strerror(-ret));
 		return ret;
 	}
-	if ((m->n_nodes + 1ull) / 2 > dp->cap_src_nodes[!v4]) {
+	if (m->n_nodes > dp->cap_src_nodes[!v4] ||
+	    m->n_ranges > dp->cap_src_ranges[!v4]) {
 		sn_seterr(err, errlen,
 			  "policy image outgrew the loaded maps: the program must be reloaded");
 		return -E2BIG;
 	}
-	/* The words encode these ranges (sn_srcmap_check): their classes. */
-	for (uint32_t i = 0; i < m->n_ranges; i++)
-		if (m->ranges[i].class_id >= img->n_classes) {
-			sn_seterr(err, errlen, "%s: range %u invalid",
-				  bpf_map__name(nodes), i);
-			return -EINVAL;
-		}
-	/*
-	 * Two words per element, the last one padded; element 0 (the root
-	 * entry) last: the program reads the new trie only once it is whole.
-	 */
-	words = calloc(2 * (size_t)n_el, sizeof(*words));
-	if (!words) {
+	buf = calloc(m->n_ranges ? m->n_ranges : 1, rsz);
+	if (!buf) {
 		sn_seterr(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
-	memcpy(words, m->nodes, m->n_nodes * sizeof(*m->nodes));
-	ret = array_write(bpf_map__fd(nodes), 1, words + 2, 2 * sizeof(*words),
-			  n_el - 1);
+	ret = 0;
+	for (uint32_t i = 0; i < m->n_ranges && !ret; i++) {
+		const struct sn_src_range *r = &m->ranges[i];
+		uint64_t hi = 0, lo = 0;
+
+		if (r->class_id >= img->n_classes) {
+			sn_seterr(err, errlen, "%s: range %u invalid",
+				  bpf_map__name(ranges), i);
+			ret = -EINVAL;
+		}
+		for (int b = 0; b < 8; b++) {
+			hi = hi << 8 | r->start[b];
+			lo = lo << 8 | r->start[8 + b];
+		}
+		if (v4) {
+			struct sn_src_range_v4 e = {
+				.start = (uint32_t)(hi >> 32),
+				.class_id = r->class_id,
+			};
+
+			memcpy(buf + i * rsz, &e, sizeof(e));
+		} else {
+			struct sn_src_range_v6 e = {
+				.hi = hi, .lo = lo, .class_id = r->class_id,
+			};
+
+			memcpy(buf + i * rsz, &e, sizeof(e));
+		}
+	}
 	if (!ret)
-		ret = bpf_map_update_elem(bpf_map__fd(nodes), &zero, words,
-					  BPF_ANY);
-	free(words);
+		ret = array_write(bpf_map__fd(ranges), 0, buf, rsz, m->n_ranges);
+	if (!ret)
+		ret = array_write(bpf_map__fd(nodes), 1, m->nodes + 1,
+				  sizeof(*m->nodes), m->n_nodes - 1);
+	if (!ret)
+		ret = bpf_map_update_elem(bpf_map__fd(nodes), &zero,
+					  &m->nodes[0], BPF_ANY);
+	free(buf);
 	if (ret) {
 		if (ret != -EINVAL)
 			sn_seterr(err, errlen, "writing the IPv%d range trie: %s",

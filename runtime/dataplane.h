@@ -7,7 +7,7 @@
  * Pin layout under <pin_root>/<ifname>/ (SPEC.md, "Runtime state"):
  *   link  prog  sn_lpm_v4  sn_lpm_v6  sn_proto  sn_ports  sn_decisions
  *   sn_counters  sn_meta  sn_limits  sn_limit_state  sn_limit_new
- *   sn_src4_nodes  sn_src6_nodes
+ *   sn_src4_nodes  sn_src4_ranges  sn_src6_nodes  sn_src6_ranges
  * Functions return 0 or a negative errno and never print; err, when given,
  * receives a one-line human explanation.
  */
