@@ -264,6 +264,7 @@ int sn_explain_run(const struct sn_policy *p, const struct sn_packet *pkt,
 
 	memset(out, 0, sizeof(*out));
 	out->pkt = *pkt;
+	out->policy = p;
 	out->def = v4 ? &p->default_v4 : &p->default_v6;
 	memcpy(host.addr, pkt->src, 16);
 	out->v = sn_arena_calloc(arena, p->n_rules ? p->n_rules : 1,
@@ -300,6 +301,14 @@ int sn_explain_run(const struct sn_policy *p, const struct sn_packet *pkt,
 		out->result = (struct sn_eval_result){
 			.verdict = out->def->verdict,
 			.rule_id = v4 ? SN_RULE_DEFAULT_V4 : SN_RULE_DEFAULT_V6 };
+	/* Limits are a layer of their own (SPEC.md 2.4): take the one the
+	 * semantics name for an allowed packet. */
+	if (out->result.verdict == SN_VERDICT_ALLOW) {
+		struct sn_eval_result ref;
+
+		sn_eval_policy(p, pkt, &ref);
+		out->result.limit = ref.limit;
+	}
 	return 0;
 }
 
@@ -347,6 +356,17 @@ static void print_match(FILE *out, const char *label,
 		fprintf(out, "         beaten by the winner: %s\n", m->reason);
 }
 
+/* The rate limit an allowed packet is subject to (SPEC.md 2.4). */
+static void print_limit(FILE *out, const struct sn_explain *x)
+{
+	if (!x->result.limit || !x->policy)
+		return;
+	const struct sn_limit *l = &x->policy->limits[x->result.limit - 1];
+
+	fprintf(out, "limit    '%s' at %s:%u:%u\n", l->text, l->loc.file,
+		l->loc.line, l->loc.col);
+}
+
 void sn_explain_print_text(FILE *out, const struct sn_explain *x)
 {
 	char pkt[128];
@@ -363,11 +383,13 @@ void sn_explain_print_text(FILE *out, const struct sn_explain *x)
 				x->def->loc.line, x->def->loc.col);
 		else
 			fputs(" (not written: a family defaults to allow)\n", out);
+		print_limit(out, x);
 		return;
 	}
 	print_match(out, "winner", &x->v[0]);
 	for (size_t i = 1; i < x->n; i++)
 		print_match(out, "beats", &x->v[i]);
+	print_limit(out, x);
 }
 
 static void json_match(FILE *out, const struct sn_explain_match *m)
@@ -436,5 +458,19 @@ void sn_explain_print_json(FILE *out, const struct sn_explain *x)
 		fputs(i > 1 ? ",\n  " : "\n  ", out);
 		json_match(out, &x->v[i]);
 	}
-	fputs(x->n > 1 ? "\n]}\n" : "]}\n", out);
+	fputs(x->n > 1 ? "\n]" : "]", out);
+	fputs(",\n\"limit\":", out);
+	if (x->result.limit && x->policy) {
+		const struct sn_limit *l = &x->policy->limits[x->result.limit - 1];
+
+		fputs("{\"text\":", out);
+		sn_json_str(out, l->text);
+		fputs(",\"file\":", out);
+		sn_json_str(out, l->loc.file);
+		fprintf(out, ",\"line\":%u,\"column\":%u}", l->loc.line,
+			l->loc.col);
+	} else {
+		fputs("null", out);
+	}
+	fputs("}\n", out);
 }

@@ -36,7 +36,8 @@ struct sn_explain_match {
 
 struct sn_explain {
 	struct sn_packet pkt;
-	struct sn_eval_result result;   /* verdict and deciding rule id */
+	const struct sn_policy *policy;
+	struct sn_eval_result result;   /* verdict, deciding rule id, limit */
 	const struct sn_default *def;   /* the family's default */
 	struct sn_explain_match *v;     /* v[0] decides, unless n == 0 */
 	size_t n;

@@ -182,12 +182,15 @@ static int run_expects(struct run *r, const struct sn_policy *p,
 
 		r->rows[r->n_rows++] = (struct expect_row){ e, rule, got.verdict };
 		describe_rule(rule, who, sizeof(who));
-		if (got.verdict != ref.verdict || got.rule_id != ref.rule_id) {
+		if (got.verdict != ref.verdict || got.rule_id != ref.rule_id ||
+		    got.limit != ref.limit) {
 			fprintf(stderr,
 				"sentry-compile: internal error: %s:%u: image says %s "
-				"by rule #%u, policy semantics say %s by rule #%u\n",
+				"by rule #%u (limit %u), policy semantics say %s by "
+				"rule #%u (limit %u)\n",
 				e->loc.file, e->loc.line, verdict_word(got.verdict),
-				got.rule_id, verdict_word(ref.verdict), ref.rule_id);
+				got.rule_id, got.limit, verdict_word(ref.verdict),
+				ref.rule_id, ref.limit);
 			internal = true;
 		}
 		if (got.verdict == e->verdict) {
@@ -468,6 +471,7 @@ static int run_explain(const struct options *o, const char *path)
 	sn_eval_image(image, &pkt, &got);
 	sn_eval_policy(policy, &pkt, &ref);
 	if (got.verdict != ref.verdict || got.rule_id != ref.rule_id ||
+	    got.limit != ref.limit ||
 	    x.result.verdict != ref.verdict || x.result.rule_id != ref.rule_id) {
 		fprintf(stderr,
 			"sentry-compile: internal error: image says %s by rule #%u, "
