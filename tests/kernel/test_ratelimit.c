@@ -306,7 +306,7 @@ static void accuracy(uint32_t rate, int n_cpus, int windows)
 
 	printf("a) rate %u/s burst %u, %d CPU%s (%u ns per limited packet):",
 	       rate, burst, n_cpus, n_cpus > 1 ? "s" : "", ns);
-	for (int w = 0; w < windows; w++) {
+	for (int w = 0, retries = 0; w < windows; w++) {
 		struct flood_arg arg[2];
 		pthread_t th[2];
 		uint64_t p0 = counted(&l, allow_id), d0 = counted(&l, limit_id);
@@ -320,6 +320,19 @@ static void accuracy(uint32_t rate, int n_cpus, int windows)
 				.until = t0 + 1000000000ull,
 			};
 			pthread_create(&th[c], NULL, flood_thread, &arg[c]);
+		}
+		/*
+		 * Watch the bucket while the flood runs: if it ever fills up
+		 * to the burst, the flood stopped for longer than the burst
+		 * covers (the CPUs were taken by other work) and the tokens of
+		 * that pause fell away - lost offered load, not limiter error.
+		 */
+		bool capped = false;
+
+		while (now_ns() < t0 + 1000000000ull) {
+			usleep(5000);
+			capped |= bucket_level(&l, identity, rate, burst,
+					       now_ns()) >= 0.99 * burst;
 		}
 		for (int c = 0; c < n_cpus; c++) {
 			pthread_join(th[c], NULL);
@@ -350,6 +363,12 @@ static void accuracy(uint32_t rate, int n_cpus, int windows)
 		      (unsigned long long)dropped, (unsigned long long)runs);
 		CHECK(runs > 2 * want, "flood (%llu) not above the rate",
 		      (unsigned long long)runs);
+		if (capped && err <= -0.10 && retries < 3) {
+			printf(" (flood paused past the burst: window again)");
+			retries++;
+			w--;
+			continue;
+		}
 		CHECK(err > -0.10 && err < 0.10,
 		      "window %d: %llu passed in %.3fs, want %.0f (+-10%%)", w,
 		      (unsigned long long)passed, secs, want);
