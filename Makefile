@@ -177,6 +177,20 @@ bench-verdict: $(BUILD)/bench/verdict $(BUILD)/bench/verdict.bpf.o
 	$(BUILD)/bench/verdict --obj $(BUILD)/bench/verdict.bpf.o \
 		--work $(BUILD)/bench/verdict-work $(BENCH_ARGS)
 
+# Reload: initial load, diff apply, rename-to-verdict on the wire, beside
+# `nft -f` (bench/reload.c says how; needs root).  BENCH_ARGS="--cases
+# typical --iters 50" etc.
+.PHONY: bench-reload
+$(BUILD)/bench/reload: $(BUILD)/bench/reload.o $(LIBRUNTIME) $(LIBCOMPILER)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lpthread
+$(BUILD)/bench/reload.o: $(SKELS)
+$(BUILD)/bench/compile: bench/compile.c
+	@mkdir -p $(BUILD)/bench
+	$(CC) $(CSTD) $(WARN) -O2 -o $@ $<
+bench-reload: $(BUILD)/bench/reload $(BUILD)/bench/compile $(BUILD)/sentryd $(BUILD)/sentry-compile
+	$(BUILD)/bench/reload --compile $(BUILD)/bench/compile \
+		--sentryd $(BUILD)/sentryd --work $(BUILD)/bench/reload-work $(BENCH_ARGS)
+
 clean:
 	rm -rf $(BUILD) build-san build-fuzz
 

@@ -352,6 +352,10 @@ struct alloc {
 struct sn_pop_trie {
 	struct alloc nodes, ranges;
 	bool ok; /* describes the layout the arrays hold */
+	/* The image trie (classes translated) the layout was last patched
+	 * to, by hash: the same again writes nothing and is not walked.
+	 * 0: unknown. */
+	uint64_t img_hash;
 };
 
 static void alloc_free(struct alloc *a)
@@ -465,6 +469,44 @@ static void trie_free(struct sn_pop_trie *t)
 	alloc_free(&t->nodes);
 	alloc_free(&t->ranges);
 	free(t);
+}
+
+static void trie_forget_image(struct sn_pop_trie *t)
+{
+	t->img_hash = 0;
+}
+
+/*
+ * A hash of an image trie as the layout would hold it: its shape and
+ * starts as the compiler built them, its classes as translated (cmap),
+ * so a renumbering of the image's classes that the translation undoes
+ * does not count as a change.  Two lanes, streaming.
+ */
+static uint64_t image_trie_hash(const struct sn_srcmap *m, const uint32_t *cmap,
+				uint32_t n_classes)
+{
+	uint64_t h0 = 0x243f6a8885a308d3ull, h1 = 0x13198a2e03707344ull;
+
+	for (uint32_t i = 0; i < m->n_nodes; i++) {
+		uint32_t e = m->nodes[i];
+
+		/* A one-range leaf holds its class. */
+		if (!(e & SN_SRC_CHILD) && !(e >> SN_SRC_SPAN_SHIFT))
+			e = (e < n_classes ? cmap[e] : UINT32_MAX) | 0x40000000u;
+		h0 = (h0 ^ e) * 0x9e3779b97f4a7c15ull;
+	}
+	for (uint32_t i = 0; i < m->n_ranges; i++) {
+		const struct sn_src_range *r = &m->ranges[i];
+		uint64_t a, b;
+
+		memcpy(&a, r->start, 8);
+		memcpy(&b, r->start + 8, 8);
+		h0 = (h0 ^ a) * 0x9e3779b97f4a7c15ull;
+		h1 = (h1 ^ b ^ ((uint64_t)(r->class_id < n_classes ?
+					    cmap[r->class_id] : UINT32_MAX) << 32)) *
+		     0xc2b2ae3d27d4eb4full;
+	}
+	return mix64(h0 ^ mix64(h1 ^ ((uint64_t)m->n_nodes << 32 | m->n_ranges))) | 1;
 }
 
 /* ---- init / free ----------------------------------------------------------------- */
@@ -621,11 +663,11 @@ static uint64_t headroom64(uint64_t n)
 	return cap < 64 ? 64 : cap;
 }
 
+/* A quarter more, and at least 1024 spare entries (small tries grow by
+ * whole blocks: a few /32s more can need dozens of entries). */
 static uint64_t slack64(uint64_t n)
 {
-	uint64_t cap = n + n / 4;
-
-	return cap < 64 ? 64 : cap;
+	return n + (n / 4 > 1024 ? n / 4 : 1024);
 }
 
 /* Ranges the relocated layout of a range trie needs at most (no sharing). */
@@ -1640,6 +1682,85 @@ static int walk_family(struct sn_pop *p, int f, struct flatvec *out,
 /* ---- source class ids ---------------------------------------------------------- */
 
 /*
+ * Pairs (old class, new class) where the new trie and the layout have the
+ * same shape: a read-only walk like patch_entry's, counting the classes
+ * that meet at the same entry or range.  Only classes not matched by row
+ * count (old_free[], cmap[] == UINT32_MAX).  Where shapes differ nothing
+ * is counted: those parts are rewritten anyway.
+ */
+struct pairwalk {
+	const struct sn_pop *p;
+	int f;
+	const struct sn_srcmap *m;
+	const uint8_t *old_taken;
+	const uint32_t *cmap;
+	uint32_t n_classes, ccap;
+	struct hmap *pairs;
+	int err;
+};
+
+static void pair_count(struct pairwalk *W, uint32_t old, uint32_t nw)
+{
+	if (old >= W->ccap || nw >= W->n_classes || W->old_taken[old] ||
+	    W->cmap[nw] != UINT32_MAX)
+		return;
+	if (count_pair(W->pairs, old, nw, 1))
+		W->err = -ENOMEM;
+}
+
+static void pair_entry(struct pairwalk *W, uint32_t e, uint32_t l, int depth)
+{
+	const struct sn_pop_array *na = &W->p->a[W->f ? SN_PA_NODES6 : SN_PA_NODES4];
+	const struct sn_pop_array *ra = &W->p->a[W->f ? SN_PA_RANGES6 : SN_PA_RANGES4];
+
+	if (W->err || depth > (W->f ? SN_SRC_MAX_READS_V6 : SN_SRC_MAX_READS_V4))
+		return;
+	if (e & SN_SRC_CHILD) {
+		uint32_t s = e_span(e), first = e & SN_SRC_INDEX_MASK, n = 1u << s;
+		uint32_t lloc = l & SN_SRC_INDEX_MASK;
+
+		if (!(l & SN_SRC_CHILD) || e_span(l) != s || !lloc ||
+		    (uint64_t)lloc + n > na->cap ||
+		    (uint64_t)first + n > W->m->n_nodes)
+			return;
+		for (uint32_t i = 0; i < n && !W->err; i++)
+			pair_entry(W, W->m->nodes[first + i],
+				   *(uint32_t *)aget(na, lloc + i), depth + 1);
+		return;
+	}
+	uint32_t n = e_span(e), first = e & SN_SRC_INDEX_MASK;
+
+	if (l & SN_SRC_CHILD)
+		return;
+	uint32_t ln = e_span(l), lloc = l & SN_SRC_INDEX_MASK;
+
+	if (n == 1 && ln == 1) {
+		if (first < W->n_classes && W->cmap[first] == UINT32_MAX)
+			pair_count(W, lloc, first);
+		return;
+	}
+	if (n == 1 || ln == 1 || (uint64_t)first + n > W->m->n_ranges ||
+	    (uint64_t)lloc + ln > ra->cap)
+		return;
+	for (uint32_t i = 0; i < n && i < ln && !W->err; i++) {
+		const struct sn_src_range *r = &W->m->ranges[first + i];
+		const void *x;
+		uint32_t oc;
+
+		/* Most ranges are of classes matched by row: cheap to skip. */
+		if (r->class_id >= W->n_classes || W->cmap[r->class_id] != UINT32_MAX)
+			continue;
+		x = aget(ra, lloc + i);
+		oc = range_class(W->f, x);
+		if (oc >= W->ccap || W->old_taken[oc])
+			continue;
+		if (range_start(W->f, x) == key_of(r->start, W->f ? 128 : 32))
+			pair_count(W, oc, r->class_id);
+	}
+}
+
+
+/*
  * Image class -> stable id.  By row first: a new class whose decision row
  * (in slots, stable L4 ids and limit indexes) a class of the maps has
  * keeps that id.  When some new rows are new and some old rows are gone
@@ -1726,6 +1847,29 @@ static int assign_classes(struct sn_pop *p, const struct sn_image *img,
 		st->overlay = true;
 		rc = hmap_init(&pairs, 256);
 		for (int f = 0; f < 2 && !rc; f++) {
+			const struct sn_srcmap *m = f ? &img->src_v6 : &img->src_v4;
+			uint32_t root = *(uint32_t *)aget(&p->a[f ? SN_PA_NODES6 :
+								  SN_PA_NODES4], 0);
+
+			uint32_t e0 = m->n_nodes ? m->nodes[0] : 0;
+			bool same_root = (e0 & SN_SRC_CHILD) && (root & SN_SRC_CHILD) &&
+					 e_span(e0) == e_span(root);
+
+			if (m->n_nodes && root != SN_SRC_USE_LPM && p->trie[f]->ok &&
+			    same_root) {
+				/* Both range tries of one shape at the top:
+				 * where their shapes meet.  (A new root means
+				 * a new trie: over the address space then.) */
+				struct pairwalk W = {
+					.p = p, .f = f, .m = m, .old_taken = taken,
+					.cmap = cmap, .n_classes = n_new,
+					.ccap = ccap, .pairs = &pairs,
+				};
+
+				pair_entry(&W, m->nodes[0], root, 1);
+				rc = W.err;
+				continue;
+			}
 			rc = walk_family(p, f, &of, false, err, errlen);
 			if (!rc)
 				rc = image_flat(img, f, &nf);
@@ -2063,8 +2207,18 @@ int sn_pop_translate(struct sn_pop *p, const struct sn_image *img,
 		const struct sn_srcmap *m = fam ? &img->src_v6 : &img->src_v4;
 
 		if (m->n_nodes) {
-			bool fresh = !p->valid || !p->trie[fam]->ok;
+			struct sn_pop_trie *tr = p->trie[fam];
+			bool fresh = !p->valid || !tr->ok;
+			uint64_t h = image_trie_hash(m, cmap, img->n_classes);
 
+			if (!fresh && tr->img_hash == h &&
+			    *(uint32_t *)aget(&p->a[fam ? SN_PA_NODES6 : SN_PA_NODES4],
+					      0) != SN_SRC_USE_LPM) {
+				/* The same trie with the same classes: the
+				 * layout holds it already. */
+				goto lpm;
+			}
+			trie_forget_image(tr);
 			rc = patch_trie(p, fam, m, cmap, img->n_classes, fresh,
 					&st.blocks_kept[fam], &st.blocks_new[fam]);
 			if (rc == -ENOSPC && !fresh) {
@@ -2083,7 +2237,10 @@ int sn_pop_translate(struct sn_pop *p, const struct sn_image *img,
 				sn_seterr(err, errlen, "policy image: IPv%d range "
 					  "trie invalid", fam ? 6 : 4);
 			}
+			if (!rc)
+				tr->img_hash = h;
 		} else {
+			trie_forget_image(p->trie[fam]);
 			uint32_t use_lpm = SN_SRC_USE_LPM;
 
 			rc = aset(&p->a[fam ? SN_PA_NODES6 : SN_PA_NODES4], 0,
@@ -2091,6 +2248,7 @@ int sn_pop_translate(struct sn_pop *p, const struct sn_image *img,
 			if (!rc)
 				rc = unpatch_trie(p, fam);
 		}
+lpm:
 		if (!rc) {
 			rc = lpm_set(&p->lpm[fam], lpm_new[fam], lpm_n[fam],
 				     &prev->lpm_v[fam], &prev->lpm_n[fam]);
@@ -2205,6 +2363,7 @@ int sn_pop_derive(struct sn_pop *p, char *err, size_t errlen)
 		struct flatvec fl = { 0 };
 
 		p->trie[f]->ok = false;
+		trie_forget_image(p->trie[f]);
 		rc = walk_family(p, f, &fl, true, err, errlen);
 		for (size_t i = 0; !rc && i < fl.n; i++)
 			p->class_used[fl.v[i].cls] = 1;

@@ -830,11 +830,30 @@ static int record_meta(struct daemon *d, struct iface *f,
 }
 
 /*
+ * Did a policy file change while it was compiled?  Then the compile is
+ * of a state the files have already left (a burst spread over more than
+ * the quiet period): not applied, compiled again.  The kind of change,
+ * or SN_WATCH_NONE.
+ */
+static enum sn_watch_event changed_meanwhile(struct daemon *d)
+{
+	enum sn_watch_event ev = SN_WATCH_NONE;
+
+	if (d->watch && sn_watch_read(d->watch, &ev))
+		ev = SN_WATCH_NONE;
+	if (ev == SN_WATCH_NONE && sources_changed(d))
+		ev = SN_WATCH_CHANGED;
+	return ev;
+}
+
+/*
  * Recompile and apply.  Nothing changes unless every interface takes the
  * new policy; the last good one stays otherwise.  since: when the first
- * change was seen (CLOCK_MONOTONIC ms), 0 for SIGHUP.
+ * change was seen (CLOCK_MONOTONIC ms), 0 for SIGHUP.  Returns
+ * SN_WATCH_NONE, or the kind of change that made the compile outdated
+ * before it was applied (the caller compiles again after a quiet period).
  */
-static void reload(struct daemon *d, double since)
+static enum sn_watch_event reload(struct daemon *d, double since)
 {
 	const double t0 = mono_ms();
 	struct sn_ctx ctx;
@@ -854,7 +873,15 @@ static void reload(struct daemon *d, double since)
 		write_status(d, "failed", why, diags, NULL, NULL);
 		free(diags);
 		sn_ctx_free(&ctx);
-		return;
+		return SN_WATCH_NONE;
+	}
+	enum sn_watch_event again = changed_meanwhile(d);
+	if (again != SN_WATCH_NONE) {
+		sn_log(&d->log, SN_LOG_DEBUG, NULL,
+		       "a policy file changed while it compiled (%.0f ms): "
+		       "compiling again", t_compiled - t0);
+		sn_ctx_free(&ctx);
+		return again;
 	}
 	if (!strcmp(d->checksum_hex, d->enforced_hex)) {
 		sn_log(&d->log, SN_LOG_INFO, NULL,
@@ -862,7 +889,7 @@ static void reload(struct daemon *d, double since)
 		       d->enforced_hex, t_compiled - t0);
 		write_status(d, "unchanged", NULL, NULL, NULL, NULL);
 		sn_ctx_free(&ctx);
-		return;
+		return SN_WATCH_NONE;
 	}
 	char err[512] = "";
 	size_t entries = 0;
@@ -908,7 +935,7 @@ static void reload(struct daemon *d, double since)
 		       "%s; policy %.12s stays enforced", why, d->enforced_hex);
 		write_status(d, "failed", why, NULL, NULL, NULL);
 		sn_ctx_free(&ctx);
-		return;
+		return SN_WATCH_NONE;
 	}
 	for (int i = 0; i < d->o.n_ifaces; i++) {
 		struct iface *f = &d->ifs[i];
@@ -941,6 +968,7 @@ static void reload(struct daemon *d, double since)
 	       since > 0 ? t_enforced - since : t_enforced - t0);
 	write_status(d, "ok", NULL, NULL, NULL, extra);
 	sn_ctx_free(&ctx);
+	return SN_WATCH_NONE;
 }
 
 /*
@@ -1023,8 +1051,14 @@ static int run_loop(struct daemon *d, int sfd)
 					return (int)si.ssi_signo;
 				sn_log(&d->log, SN_LOG_INFO, NULL,
 				       "SIGHUP: reloading %s", d->o.policy);
-				reload(d, 0);
 				deadline = first = 0;
+				enum sn_watch_event again = reload(d, 0);
+				if (again != SN_WATCH_NONE) {
+					first = mono_ms();
+					deadline = first + (again == SN_WATCH_WRITING ?
+							    d->o.settle_ms :
+							    d->o.debounce_ms);
+				}
 			}
 		}
 		if (n > 0 && d->watch && (pfd[1].revents & POLLIN)) {
@@ -1046,11 +1080,16 @@ static int run_loop(struct daemon *d, int sfd)
 		if (deadline > 0 && mono_ms() >= deadline) {
 			double since = first;
 			deadline = first = 0;
-			reload(d, since);
-			/* A change between the compile's read and the watch. */
-			if (sources_changed(d)) {
-				first = mono_ms();
-				deadline = first + d->o.debounce_ms;
+			enum sn_watch_event again = reload(d, since);
+			/* Changed while compiling, or between the compile's
+			 * read and the watch: again, after a quiet period. */
+			if (again == SN_WATCH_NONE && sources_changed(d))
+				again = SN_WATCH_CHANGED;
+			if (again != SN_WATCH_NONE) {
+				first = since > 0 ? since : mono_ms();
+				deadline = mono_ms() + (again == SN_WATCH_WRITING ?
+							d->o.settle_ms :
+							d->o.debounce_ms);
 			}
 		}
 	}
@@ -1245,7 +1284,8 @@ int main(int argc, char **argv)
 		sn_log(&d.log, SN_LOG_INFO, NULL, "watching %s and its includes "
 		       "and lists (%zu directories)", d.o.policy,
 		       sn_watch_count(d.watch));
-	/* Changed while we were attaching? */
+	/* Changed while we were attaching?  (run_loop handles a reload
+	 * that finds the files changing again.) */
 	if (sources_changed(&d))
 		reload(&d, mono_ms());
 
