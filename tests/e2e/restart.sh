@@ -102,8 +102,11 @@ before=$(blocked_count)
 # 2. SIGKILL, a new policy while no daemon runs, a new daemon
 kill -KILL "$SENTRYD_PID"
 sn_stop "$SENTRYD_PID" KILL
-sn_xdp_attached "$SN_NS_SRV" srv-a && pass "enforcement survives SIGKILL" ||
+if sn_xdp_attached "$SN_NS_SRV" srv-a; then
+	pass "enforcement survives SIGKILL"
+else
 	fail "no XDP program on srv-a after SIGKILL"
+fi
 sleep 0.5
 cat >"$P.new" <<'EOF2'
 default allow
@@ -116,11 +119,16 @@ t0=$(date +%s%N)
 start_sentryd sentryd2.log || { cat "$WORK/sentryd2.log"; exit 1; }
 t1=$(date +%s%N)
 cat "$WORK/sentryd2.log"
-grep -q 'adopting the pinned state of srv-a' "$WORK/sentryd2.log" &&
-	pass "the new daemon adopts the pinned state" || fail "no adoption in the log"
-grep -qE 'adopted srv-a and applied policy=[0-9a-f]{12} \(was [0-9a-f]{12}\): entries=[0-9]+' "$WORK/sentryd2.log" &&
-	pass "it applies the difference: $(grep -oE 'entries=[0-9]+' "$WORK/sentryd2.log" | head -n 1)" ||
+if grep -q 'adopting the pinned state of srv-a' "$WORK/sentryd2.log"; then
+	pass "the new daemon adopts the pinned state"
+else
+	fail "no adoption in the log"
+fi
+if grep -qE 'adopted srv-a and applied policy=[0-9a-f]{12} \(was [0-9a-f]{12}\): entries=[0-9]+' "$WORK/sentryd2.log"; then
+	pass "it applies the difference: $(grep -oE 'entries=[0-9]+' "$WORK/sentryd2.log" | head -n 1)"
+else
 	fail "no difference applied on adoption"
+fi
 echo "note: the second daemon started and applied in $(((t1 - t0) / 1000000)) ms"
 
 # 3. what passed, from the flood's start to its end
@@ -143,11 +151,17 @@ if ((a_seen + drops >= a_sent * 9 / 10)); then
 else
 	fail "the allowed 46.172.224.10: only $a_seen of $a_sent passed ($drops lost by the socket)"
 fi
-(($(seen 198.51.100.10) > 0)) && pass "198.51.100.10 passed before the new policy ($(seen 198.51.100.10))" ||
+if (($(seen 198.51.100.10) > 0)); then
+	pass "198.51.100.10 passed before the new policy ($(seen 198.51.100.10))"
+else
 	fail "198.51.100.10 never passed: the test did not see the old policy"
+fi
 got=$(sn_flow "$SN_NS_CLA" 198.51.100.10 "$SN_SRV_A4" tcp/80 400)
-[[ $got == dropped ]] && pass "198.51.100.10 dropped under the adopted daemon's policy" ||
+if [[ $got == dropped ]]; then
+	pass "198.51.100.10 dropped under the adopted daemon's policy"
+else
 	fail "198.51.100.10 $got under the new policy"
+fi
 
 # 4. the counter of the rule that stayed
 after=$(blocked_count)
@@ -161,8 +175,12 @@ fi
 # 5. an unchanged restart writes nothing; a live daemon is not adopted
 sn_stop "$SENTRYD_PID" KILL
 start_sentryd sentryd3.log || exit 1
-grep -q 'it enforces policy [0-9a-f]\{12\} already, nothing written' "$WORK/sentryd3.log" &&
-	pass "a restart with the same policy writes nothing" || { fail "unchanged restart:"; cat "$WORK/sentryd3.log"; }
+if grep -q 'it enforces policy [0-9a-f]\{12\} already, nothing written' "$WORK/sentryd3.log"; then
+	pass "a restart with the same policy writes nothing"
+else
+	fail "unchanged restart:"
+	cat "$WORK/sentryd3.log"
+fi
 RC=0
 timeout 10 nsenter --net="/run/netns/$SN_NS_SRV" "$SENTRYD" --iface srv-a --policy "$P" \
 	"${ROOTS[@]}" >"$WORK/dup.log" 2>&1 || RC=$?
