@@ -16,7 +16,12 @@
 #     is dropped once the new daemon applied its policy;
 #  4. the counter of the rule that stayed counted on across the restart;
 #  5. a restart with an unchanged policy writes nothing; a second daemon
-#     on a live one's interface is refused.
+#     on a live one's interface is refused;
+#  6. state whose link lost its interface (removed and made again) is
+#     cleared and the new interface attached.
+# Between 2 and 3, still under the flood, a change of generated constants
+# replaces the program on the same maps (bpf_link_update): no blocked frame
+# passes then either.
 #
 # Exit 0 pass, 77 skip (not root), 1 fail.
 set -euo pipefail
@@ -92,7 +97,7 @@ sn_wait_until 5000 grep -q '^ready$' "$WORK/count.out" || { fail "countframes di
 
 # 1. the flood, for the whole test
 ip netns exec "$SN_NS_CLA" "$FLOOD" --iface cla0 --src 203.0.113.66,198.51.100.10,46.172.224.10 \
-	--seconds 6 --repeat 2048 >"$WORK/flood.out" 2>&1 &
+	--seconds 8 --repeat 2048 >"$WORK/flood.out" 2>&1 &
 FLOOD_PID=$!
 sn_defer "sn_stop $FLOOD_PID KILL"
 sn_wait_until 5000 grep -q '^started$' "$WORK/flood.out" || { fail "flood did not start: $(cat "$WORK/flood.out")"; exit 1; }
@@ -130,6 +135,23 @@ else
 	fail "no difference applied on adoption"
 fi
 echo "note: the second daemon started and applied in $(((t1 - t0) / 1000000)) ms"
+
+# 2b. still under the flood: a change of generated constants (the first
+#     UDP port rule adds a port table): a new program on the same maps,
+#     swapped in with bpf_link_update
+cat >"$P.new" <<'EOF2'
+default allow
+block from 198.51.100.10
+block from 203.0.113.66
+block to udp port 7
+EOF2
+mv "$P.new" "$P"
+if sn_wait_until 5000 grep -q 'program replaced' "$WORK/sentryd2.log"; then
+	pass "new generated constants: the program is replaced under traffic"
+else
+	fail "no program replacement for new constants:"
+	tail -n 5 "$WORK/sentryd2.log"
+fi
 
 # 3. what passed, from the flood's start to its end
 wait "$FLOOD_PID" || fail "flood failed: $(cat "$WORK/flood.out")"
@@ -190,6 +212,29 @@ else
 	fail "second daemon: exit $RC: $(cat "$WORK/dup.log")"
 fi
 sn_stop "$SENTRYD_PID" TERM
+
+# 6. state whose link lost its interface (it was removed and made again)
+#    enforces nothing: removed, and the interface attached anew
+ip -n "$SN_NS_SRV" link add st0 type veth peer name st1
+ip -n "$SN_NS_SRV" link set st0 up
+ip -n "$SN_NS_SRV" link set st1 up
+sn_defer "'$SENTRYCTL' detach --iface st0 ${ROOTS[*]}"
+if sn_sentryd_start "$SN_NS_SRV" "$WORK/st1.log" --iface st0 --policy "$P" "${ROOTS[@]}"; then
+	sn_stop "$SN_LAST_PID" KILL
+	ip -n "$SN_NS_SRV" link del st0
+	ip -n "$SN_NS_SRV" link add st0 type veth peer name st1
+	ip -n "$SN_NS_SRV" link set st0 up
+	if sn_sentryd_start "$SN_NS_SRV" "$WORK/st2.log" --iface st0 --policy "$P" "${ROOTS[@]}" &&
+		grep -q 'removing stale state' "$WORK/st2.log" && sn_xdp_attached "$SN_NS_SRV" st0; then
+		pass "state of a removed interface is cleared and the new one attached"
+	else
+		fail "stale state:"
+		cat "$WORK/st2.log"
+	fi
+	sn_stop "$SN_LAST_PID" TERM
+else
+	fail "sentryd on st0 did not start: $(cat "$WORK/st1.log")"
+fi
 
 if ((failures)); then
 	echo "restart: $failures failures"
