@@ -561,7 +561,6 @@ void sn_pop_free(struct sn_pop *p)
 	free(p->slots);
 	free(p->slot_ops);
 	free(p->slots_zero);
-	free(p->slots_free);
 	derived_free(p);
 	forget_prev(p);
 	free(p->prev);
@@ -1966,7 +1965,6 @@ int sn_pop_translate(struct sn_pop *p, const struct sn_image *img,
 	uint64_t *limit_ident = NULL;
 	struct sn_pop_lpm_ent *lpm_new[2] = { NULL, NULL };
 	size_t lpm_n[2] = { 0, 0 };
-	bool mutated = false;
 	int rc;
 
 	if (!prev)
@@ -2122,7 +2120,6 @@ int sn_pop_translate(struct sn_pop *p, const struct sn_image *img,
 	}
 
 	/* ---- from here on, write (a failure rolls back) ---- */
-	mutated = true;
 	free(p->rule_slot);
 	p->rule_slot = rule_slot;
 	p->n_rules = img->n_rules;
@@ -2278,7 +2275,6 @@ fail:
 	if (rc == -ENOMEM)
 		sn_seterr(err, errlen, "out of memory");
 out:
-	(void)mutated;
 	for (int fam = 0; fam < 2; fam++)
 		free(lpm_new[fam]);
 	hmap_free(&pairs);
@@ -2303,7 +2299,6 @@ void sn_pop_commit(struct sn_pop *p)
 		p->lpm[f].n_ops = 0;
 	p->n_slot_ops = 0;
 	p->n_zero = 0;
-	p->n_free = 0;
 	forget_prev(p);
 }
 

@@ -135,8 +135,6 @@ struct sn_pop {
 	size_t n_slot_ops, cap_slot_ops;
 	uint32_t *slots_zero;  /* newly taken: counters to zero first */
 	size_t n_zero, cap_zero;
-	uint32_t *slots_free;  /* to release once both generations are level */
-	size_t n_free, cap_free;
 	/* the applied image's rule ids -> slots (reading counters) */
 	uint32_t *rule_slot;
 	uint32_t n_rules;

@@ -90,7 +90,7 @@ status_has() { # REGEX WHAT
 	out=$("$SENTRYCTL" status --iface srv-a "${ROOTS[@]}" 2>&1)
 	if grep -Eq -- "$1" <<<"$out"; then pass "$2"; else
 		fail "$2: sentryctl status lacks /$1/:"
-		sed 's/^/    /' <<<"$out"
+		printf '    %s\n' "${out//$'\n'/$'\n'    }"
 	fi
 }
 
@@ -193,9 +193,11 @@ wait_outcome $((n + 1)) || true
 stays 198.51.100.10 dropped "$WHAT"
 stays 203.0.113.66 dropped "$WHAT"
 stays 46.172.224.10 passed "$WHAT"
-grep -q 'error\[E003\]: host bits set in 10.0.0.1/8' "$LOG" &&
-	pass "$WHAT: diagnostics logged as sentry-compile prints them" ||
+if grep -q 'error\[E003\]: host bits set in 10.0.0.1/8' "$LOG"; then
+	pass "$WHAT: diagnostics logged as sentry-compile prints them"
+else
 	fail "$WHAT: no E003 diagnostic in the log"
+fi
 status_has '^reload +failed at ' "$WHAT: sentryctl status says the reload failed"
 status_has 'policy\.sentry:2:12: error\[E003\]' "$WHAT: sentryctl status shows the diagnostic"
 status_has 'last good policy [0-9a-f]{12} stays enforced' "$WHAT: sentryctl status names the enforced policy"
@@ -267,7 +269,7 @@ swap() { # NAME CONTENT: what kubelet does
 	echo -e "$2" >"$K/$1/policy.sentry"
 	ln -s "$1" "$K/..data_tmp"
 	mv -T "$K/..data_tmp" "$K/..data"
-	rm -rf "$K/$3"
+	rm -rf "${K:?}/$3"
 }
 swap ..2024_01_01_00_01_00.2 'default allow\nblock from 198.51.100.10' ..2024_01_01_00_00_00.1
 expect 198.51.100.10 dropped "configmap ..data swap"

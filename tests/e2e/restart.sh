@@ -16,7 +16,12 @@
 #     is dropped once the new daemon applied its policy;
 #  4. the counter of the rule that stayed counted on across the restart;
 #  5. a restart with an unchanged policy writes nothing; a second daemon
-#     on a live one's interface is refused.
+#     on a live one's interface is refused;
+#  6. state whose link lost its interface (removed and made again) is
+#     cleared and the new interface attached.
+# Between 2 and 3, still under the flood, a change of generated constants
+# replaces the program on the same maps (bpf_link_update): no blocked frame
+# passes then either.
 #
 # Exit 0 pass, 77 skip (not root), 1 fail.
 set -euo pipefail
@@ -92,7 +97,7 @@ sn_wait_until 5000 grep -q '^ready$' "$WORK/count.out" || { fail "countframes di
 
 # 1. the flood, for the whole test
 ip netns exec "$SN_NS_CLA" "$FLOOD" --iface cla0 --src 203.0.113.66,198.51.100.10,46.172.224.10 \
-	--seconds 6 --repeat 2048 >"$WORK/flood.out" 2>&1 &
+	--seconds 8 --repeat 2048 >"$WORK/flood.out" 2>&1 &
 FLOOD_PID=$!
 sn_defer "sn_stop $FLOOD_PID KILL"
 sn_wait_until 5000 grep -q '^started$' "$WORK/flood.out" || { fail "flood did not start: $(cat "$WORK/flood.out")"; exit 1; }
@@ -102,8 +107,11 @@ before=$(blocked_count)
 # 2. SIGKILL, a new policy while no daemon runs, a new daemon
 kill -KILL "$SENTRYD_PID"
 sn_stop "$SENTRYD_PID" KILL
-sn_xdp_attached "$SN_NS_SRV" srv-a && pass "enforcement survives SIGKILL" ||
+if sn_xdp_attached "$SN_NS_SRV" srv-a; then
+	pass "enforcement survives SIGKILL"
+else
 	fail "no XDP program on srv-a after SIGKILL"
+fi
 sleep 0.5
 cat >"$P.new" <<'EOF2'
 default allow
@@ -116,12 +124,34 @@ t0=$(date +%s%N)
 start_sentryd sentryd2.log || { cat "$WORK/sentryd2.log"; exit 1; }
 t1=$(date +%s%N)
 cat "$WORK/sentryd2.log"
-grep -q 'adopting the pinned state of srv-a' "$WORK/sentryd2.log" &&
-	pass "the new daemon adopts the pinned state" || fail "no adoption in the log"
-grep -qE 'adopted srv-a and applied policy=[0-9a-f]{12} \(was [0-9a-f]{12}\): entries=[0-9]+' "$WORK/sentryd2.log" &&
-	pass "it applies the difference: $(grep -oE 'entries=[0-9]+' "$WORK/sentryd2.log" | head -n 1)" ||
+if grep -q 'adopting the pinned state of srv-a' "$WORK/sentryd2.log"; then
+	pass "the new daemon adopts the pinned state"
+else
+	fail "no adoption in the log"
+fi
+if grep -qE 'adopted srv-a and applied policy=[0-9a-f]{12} \(was [0-9a-f]{12}\): entries=[0-9]+' "$WORK/sentryd2.log"; then
+	pass "it applies the difference: $(grep -oE 'entries=[0-9]+' "$WORK/sentryd2.log" | head -n 1)"
+else
 	fail "no difference applied on adoption"
+fi
 echo "note: the second daemon started and applied in $(((t1 - t0) / 1000000)) ms"
+
+# 2b. still under the flood: a change of generated constants (the first
+#     UDP port rule adds a port table): a new program on the same maps,
+#     swapped in with bpf_link_update
+cat >"$P.new" <<'EOF2'
+default allow
+block from 198.51.100.10
+block from 203.0.113.66
+block to udp port 7
+EOF2
+mv "$P.new" "$P"
+if sn_wait_until 5000 grep -q 'program replaced' "$WORK/sentryd2.log"; then
+	pass "new generated constants: the program is replaced under traffic"
+else
+	fail "no program replacement for new constants:"
+	tail -n 5 "$WORK/sentryd2.log"
+fi
 
 # 3. what passed, from the flood's start to its end
 wait "$FLOOD_PID" || fail "flood failed: $(cat "$WORK/flood.out")"
@@ -143,11 +173,17 @@ if ((a_seen + drops >= a_sent * 9 / 10)); then
 else
 	fail "the allowed 46.172.224.10: only $a_seen of $a_sent passed ($drops lost by the socket)"
 fi
-(($(seen 198.51.100.10) > 0)) && pass "198.51.100.10 passed before the new policy ($(seen 198.51.100.10))" ||
+if (($(seen 198.51.100.10) > 0)); then
+	pass "198.51.100.10 passed before the new policy ($(seen 198.51.100.10))"
+else
 	fail "198.51.100.10 never passed: the test did not see the old policy"
+fi
 got=$(sn_flow "$SN_NS_CLA" 198.51.100.10 "$SN_SRV_A4" tcp/80 400)
-[[ $got == dropped ]] && pass "198.51.100.10 dropped under the adopted daemon's policy" ||
+if [[ $got == dropped ]]; then
+	pass "198.51.100.10 dropped under the adopted daemon's policy"
+else
 	fail "198.51.100.10 $got under the new policy"
+fi
 
 # 4. the counter of the rule that stayed
 after=$(blocked_count)
@@ -161,8 +197,12 @@ fi
 # 5. an unchanged restart writes nothing; a live daemon is not adopted
 sn_stop "$SENTRYD_PID" KILL
 start_sentryd sentryd3.log || exit 1
-grep -q 'it enforces policy [0-9a-f]\{12\} already, nothing written' "$WORK/sentryd3.log" &&
-	pass "a restart with the same policy writes nothing" || { fail "unchanged restart:"; cat "$WORK/sentryd3.log"; }
+if grep -q 'it enforces policy [0-9a-f]\{12\} already, nothing written' "$WORK/sentryd3.log"; then
+	pass "a restart with the same policy writes nothing"
+else
+	fail "unchanged restart:"
+	cat "$WORK/sentryd3.log"
+fi
 RC=0
 timeout 10 nsenter --net="/run/netns/$SN_NS_SRV" "$SENTRYD" --iface srv-a --policy "$P" \
 	"${ROOTS[@]}" >"$WORK/dup.log" 2>&1 || RC=$?
@@ -172,6 +212,29 @@ else
 	fail "second daemon: exit $RC: $(cat "$WORK/dup.log")"
 fi
 sn_stop "$SENTRYD_PID" TERM
+
+# 6. state whose link lost its interface (it was removed and made again)
+#    enforces nothing: removed, and the interface attached anew
+ip -n "$SN_NS_SRV" link add st0 type veth peer name st1
+ip -n "$SN_NS_SRV" link set st0 up
+ip -n "$SN_NS_SRV" link set st1 up
+sn_defer "'$SENTRYCTL' detach --iface st0 ${ROOTS[*]}"
+if sn_sentryd_start "$SN_NS_SRV" "$WORK/st1.log" --iface st0 --policy "$P" "${ROOTS[@]}"; then
+	sn_stop "$SN_LAST_PID" KILL
+	ip -n "$SN_NS_SRV" link del st0
+	ip -n "$SN_NS_SRV" link add st0 type veth peer name st1
+	ip -n "$SN_NS_SRV" link set st0 up
+	if sn_sentryd_start "$SN_NS_SRV" "$WORK/st2.log" --iface st0 --policy "$P" "${ROOTS[@]}" &&
+		grep -q 'removing stale state' "$WORK/st2.log" && sn_xdp_attached "$SN_NS_SRV" st0; then
+		pass "state of a removed interface is cleared and the new one attached"
+	else
+		fail "stale state:"
+		cat "$WORK/st2.log"
+	fi
+	sn_stop "$SN_LAST_PID" TERM
+else
+	fail "sentryd on st0 did not start: $(cat "$WORK/st1.log")"
+fi
 
 if ((failures)); then
 	echo "restart: $failures failures"
