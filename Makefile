@@ -191,6 +191,27 @@ bench-reload: $(BUILD)/bench/reload $(BUILD)/bench/compile $(BUILD)/sentryd $(BU
 	$(BUILD)/bench/reload --compile $(BUILD)/bench/compile \
 		--sentryd $(BUILD)/sentryd --work $(BUILD)/bench/reload-work $(BENCH_ARGS)
 
+# Under a live-frames flood: 47Sentry beside nftables (netdev ingress, inet
+# prerouting), iptables raw + ipset and no filter, with legitimate TCP
+# beside it (bench/flood.c says how; needs root).
+# BENCH_ARGS="--systems sentry,nft-netdev --seconds 3" etc.
+.PHONY: bench-flood
+$(BUILD)/bench/flood_gen.bpf.o: bench/flood_gen.bpf.c bench/flood_gen.h | $(BUILD)/bpf
+	@mkdir -p $(BUILD)/bench
+	$(CLANG) $(BPF_CFLAGS) -c -o $@ $<
+$(BUILD)/bench/flood: $(BUILD)/bench/flood.o $(BUILD)/bench/nscount.o $(LIBRUNTIME) $(LIBCOMPILER)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lpthread
+$(BUILD)/bench/flood.o: $(SKELS)
+$(BUILD)/bench/flood-client: bench/flood_client.c
+	@mkdir -p $(BUILD)/bench
+	$(CC) $(CSTD) $(WARN) -O2 -o $@ $<
+bench-flood: $(BUILD)/bench/flood $(BUILD)/bench/flood-client \
+		$(BUILD)/bench/flood_gen.bpf.o $(BUILD)/sentryd $(BUILD)/tests/tools/probe
+	$(BUILD)/bench/flood --gen-obj $(BUILD)/bench/flood_gen.bpf.o \
+		--sentryd $(BUILD)/sentryd --probe $(BUILD)/tests/tools/probe \
+		--client $(BUILD)/bench/flood-client --work $(BUILD)/bench/flood-work \
+		$(BENCH_ARGS)
+
 clean:
 	rm -rf $(BUILD) build-san build-fuzz
 

@@ -1,0 +1,2018 @@
+/*
+ * bench/flood: 47Sentry beside nftables and iptables under a real flood,
+ * side by side in one run (issue 7).  Needs root.
+ *
+ *   build/bench/flood [--systems LIST] [--seconds S] [--stats-seconds S]
+ *                     [--warmup S] [--sources N] [--mix C,A,O]
+ *                     [--country CC[,CC...]] [--attack CIDR[,CIDR...]]
+ *                     [--rate R] [--gen-cpu N] [--rx-cpu N] [--repeat N]
+ *                     [--seed N] [--data DIR] [--work DIR]
+ *                     [--gen-obj PATH] [--sentryd PATH] [--probe PATH]
+ *                     [--client PATH]
+ *
+ * Systems (--systems, default sentry,nft-netdev,nft-inet,iptables,none):
+ *   sentry           sentryd on the protected interface, XDP in native
+ *                    (driver) mode, which veth has;
+ *   nft-netdev       an nftables interval set, netdev family, ingress
+ *                    hook of the protected interface;
+ *   nft-inet         the same set in an inet table, prerouting hook,
+ *                    priority raw (-300: before conntrack would run);
+ *   iptables         `iptables -t raw -A PREROUTING -m set --match-set
+ *                    ... src -j DROP` with an ipset hash:net; `iptables`
+ *                    is whatever Debian's alternatives point at (by
+ *                    default iptables-nft: the header prints which);
+ *   iptables-legacy  the same with iptables-legacy (not in the default);
+ *   none             no filter (what the flood costs when nothing drops).
+ * Every system gets the same blocklist: the real country list(s)
+ * (--country, default us: 27k prefixes, from --data, default
+ * ../shared/data/country-ip-blocks) plus the attack ranges (--attack,
+ * default 198.18.0.0/15,203.0.113.0/24), with prefixes that lie inside
+ * another removed (nft refuses overlapping interval elements; bench/compile
+ * does the same), written once to --work and loaded from there by all.
+ *
+ * Topology (new per system, names unique to the run, all removed at exit,
+ * also on failure and Ctrl-C):
+ *
+ *   ns atk: generator --live frames--> [wire0] ======= [fpID] ns host
+ *                                        |  veth         protected iface,
+ *                                      [br0]             192.0.2.1, echo
+ *                                        |               server on :8080
+ *                                      [lan0] === [cli0] ns cli, 192.0.2.2
+ *
+ * The flood and the legitimate traffic arrive on the same interface, the
+ * same receive queue and the same CPU: wire0 is bridged with the client's
+ * link, so the client's TCP crosses the very veth the flood uses, and a
+ * receiver that cannot keep up loses legitimate packets exactly where it
+ * loses flood packets (the veth ring, like a NIC's RX ring).  A second
+ * link for the client would only share a CPU, not the queue.
+ *
+ * CPUs (2 on the reference VM): the generator thread runs on --gen-cpu
+ * (0), the receiving side on --rx-cpu (1).  The protected interface has
+ * GRO on, which gives a veth its NAPI instance - without it a veth cannot
+ * receive live frames at all, and a NIC has GRO on by default - and
+ * threaded NAPI, so all receive processing of that interface (the XDP
+ * program, or skb allocation, GRO, the netfilter hooks and the drop) runs
+ * in one kernel thread, napi/fpID-N, which the bench pins to --rx-cpu.
+ * The echo server runs on --rx-cpu too (it is the protected host); the
+ * client and the bench itself on --gen-cpu.
+ *
+ * Traffic:
+ *  - flood: BPF_PROG_TEST_RUN with BPF_F_TEST_XDP_LIVE_FRAMES
+ *    (tests/kernel/flood.h) runs bench/flood_gen.bpf.c, which sends one
+ *    60-byte UDP frame to 192.0.2.1 per run with the source of the next
+ *    entry of a table of --sources distinct spoofed sources (default
+ *    65536), as fast as one CPU goes.  --mix C,A,O (default 45,45,10)
+ *    is the share of sources inside the country list, inside the attack
+ *    ranges, and outside the blocklist (random public addresses that no
+ *    blocklist prefix covers).  The label of a source is encoded in the
+ *    UDP destination port (9000 + label).  To keep the generator in the
+ *    kernel's XDP dispatcher (otherwise every BPF_PROG_TEST_RUN call adds
+ *    and removes it, two RCU grace periods per call), its program is also
+ *    attached to an otherwise unused veth in ns atk during a flood.
+ *  - legitimate: bench/flood_client.c from ns cli, one persistent TCP
+ *    connection to `probe serve` (tests/tools/probe) at --rate requests
+ *    per second (default 2000), 64-byte request echoed, latency of each.
+ *
+ * Counting, identical for every system: an nftables table in ns host,
+ * hook prerouting at priority 300 (after every filter under test: XDP,
+ * netdev ingress, prerouting at -300), counts per destination port (the
+ * label) what passed and drops the flood frames there, so a frame that
+ * passes the filter costs every system the same; it counts the client's
+ * TCP segments to :8080 and accepts them.  Sent: the generator's per-label
+ * counters; the frames that entered the receiver, and those lost because
+ * its ring was full, from veth's ethtool counters on wire0
+ * (tx_queue_0_xdp_xmit, _errors); the client's segments from cli0's
+ * tx_packets.  Dropped by the filter = frames into the receiver - frames
+ * counted as passed.  A phase's counters are read under a steady flood,
+ * before the client starts and after it ended, so every legitimate
+ * segment of the phase lies inside the window.
+ *
+ * CPU: the receiver's CPU time is the run time of its NAPI thread
+ * (/proc/PID/schedstat, ns) over the window: every frame of the protected
+ * interface is received, filtered and dropped in that thread.  ns per
+ * dropped frame = that time / frames dropped by the filter (it includes
+ * what the frames that pass and the legitimate traffic cost; the no-flood
+ * phase shows the latter).  The header of the table also gives the busy
+ * share of --rx-cpu from /proc/stat, which includes anything else the
+ * machine ran there.  For sentry, an extra flood phase (--stats-seconds,
+ * default 3, without the client; 0 skips it) enables BPF run-time
+ * statistics (BPF_ENABLE_STATS) and reports the XDP program's own ns per
+ * run; enabling them costs two clock reads per run, which is why it is
+ * not done in the measured phase.
+ *
+ * Per system: topology, filter, server; a phase without flood (--seconds,
+ * default 5, client only), then a phase with flood and client (after
+ * --warmup, default 0.5 s, of flood), then the stats phase; then all of
+ * it is removed.  Output: the tables, then whether each target of issue 7
+ * is met.  BENCHMARKS.md records runs.
+ */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/if_link.h>
+#include <net/if.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <linux/netlink.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "bench/flood_gen.h"
+#include "bench/nscount.h"
+#include "runtime/dataplane.h"
+#include "tests/kernel/flood.h"
+
+/* Labels: the flood's three source classes, then the legitimate client. */
+enum { L_COUNTRY, L_RANGES, L_OUTSIDE, L_LEGIT, N_LABELS };
+static const char *const label_name[N_LABELS] = {
+	"attack, in blocklist: country list",
+	"attack, in blocklist: attack ranges",
+	"spoofed, outside blocklist",
+	"legitimate client",
+};
+/* What a blocklist is meant to do with each class. */
+static const char *const label_policy[N_LABELS] = { "drop", "drop", "pass", "pass" };
+
+/* pkt_build (tests/kernel/pkt.h) addresses frames to this MAC and IPv4
+ * address; the protected interface takes both. */
+#define HOST_ADDR "192.0.2.1"
+#define HOST_MAC "02:00:00:00:00:02"
+#define CLI_ADDR "192.0.2.2"
+#define CLI_MAC "02:00:00:00:00:03"
+#define SRV_PORT 8080
+#define FLOOD_PORT0 9000
+#define FRAME_LEN 60 /* minimum Ethernet frame without FCS */
+/*
+ * Frames per live-frames batch, the kernel's maximum.  It also sizes the
+ * call's page pool (and its recycling ring): a small pool cannot take
+ * back the pages the receiving CPU returns and goes to the page
+ * allocator on both CPUs, whose locks the two then fight over.
+ */
+#define GEN_BATCH 256
+#define PACED_BATCH 32
+
+/*
+ * Priorities.  The machine may run other work; the bench should measure
+ * a host that runs only the protected server, under an attacker with a
+ * CPU of its own.  So everything of the bench on the two CPUs is
+ * real-time (SCHED_FIFO), except the protected host's own processes:
+ *   --rx-cpu:  the NAPI thread (receive processing preempts tasks, as
+ *              softirq does on a NIC); the echo server and sentryd are
+ *              ordinary processes (the server at nice -15, so that other
+ *              work on the machine does not delay it);
+ *   --gen-cpu: the legitimate client, above the bench itself (which
+ *              mostly sleeps, and reads counters), above the generator,
+ *              which takes whatever is left of its CPU.
+ * The kernel's real-time throttling (sched_rt_runtime_us, 95 % by
+ * default) still leaves the rest of the machine 5 % of each CPU.
+ */
+#define RT_NAPI 50
+#define RT_CLIENT 40
+#define RT_BENCH 30
+#define NICE_GEN (-20)
+#define NICE_SERVER (-15)
+
+enum sys_kind {
+	SYS_SENTRY, SYS_NFT_NETDEV, SYS_NFT_INET, SYS_IPT, SYS_IPT_LEGACY, SYS_NONE,
+	SYS_XDP_DROP,
+};
+static const struct {
+	const char *key, *title;
+} sys_info[] = {
+	[SYS_SENTRY] = { "sentry", "47Sentry XDP native" },
+	[SYS_NFT_NETDEV] = { "nft-netdev", "nft netdev ingress" },
+	[SYS_NFT_INET] = { "nft-inet", "nft inet prerouting" },
+	[SYS_IPT] = { "iptables", "iptables raw + ipset" },
+	[SYS_IPT_LEGACY] = { "iptables-legacy", "iptables-legacy raw+ipset" },
+	[SYS_NONE] = { "none", "no filter" },
+	[SYS_XDP_DROP] = { "xdp-drop", "XDP_DROP all (floor)" },
+};
+#define N_SYS (sizeof(sys_info) / sizeof(sys_info[0]))
+
+struct opts {
+	const char *systems, *data, *work, *gen_obj, *sentryd, *probe, *client;
+	const char *country, *attack;
+	double seconds, stats_seconds, warmup;
+	unsigned sources, mix[3], rate, repeat;
+	uint64_t pps;
+	unsigned coalesce_us;
+	bool spin; /* keep --rx-cpu out of HLT (see struct spinner) */
+	int gen_cpu, rx_cpu;
+	uint64_t seed;
+};
+
+static volatile sig_atomic_t interrupted;
+
+static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+static void die(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "bench/flood: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(2); /* the atexit handler removes what the run made */
+}
+
+static double now_s(void)
+{
+	return (double)flood_now_ns() / 1e9;
+}
+
+/* Sleep s seconds in short steps, so Ctrl-C ends the run promptly. */
+static void nap(double s)
+{
+	double until = now_s() + s;
+
+	while (now_s() < until) {
+		if (interrupted)
+			die("interrupted");
+		usleep(20000);
+	}
+}
+
+static void sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void sh(const char *fmt, ...)
+{
+	char cmd[8192];
+	va_list ap;
+	int rc;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	rc = system(cmd);
+	if (interrupted || (rc != -1 && WIFSIGNALED(rc)))
+		die("interrupted");
+	if (rc)
+		die("failed: %s", cmd);
+}
+
+/* stdout of a shell command (malloc'd, NUL-terminated; "" on failure). */
+static char *capture(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *capture(const char *fmt, ...)
+{
+	char cmd[8192];
+	size_t cap = 16384, n = 0;
+	char *out = malloc(cap);
+	va_list ap;
+	FILE *f;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	if (!out)
+		die("out of memory");
+	out[0] = '\0';
+	f = popen(cmd, "r");
+	if (!f)
+		return out;
+	for (;;) {
+		size_t r;
+
+		if (n + 4096 >= cap && !(out = realloc(out, cap *= 2)))
+			die("out of memory");
+		r = fread(out + n, 1, cap - n - 1, f);
+		if (!r)
+			break;
+		n += r;
+	}
+	out[n] = '\0';
+	pclose(f);
+	return out;
+}
+
+/* The number after "key" in text (the first occurrence), 0 if absent. */
+static uint64_t field(const char *text, const char *key)
+{
+	const char *p = strstr(text, key);
+
+	if (!p)
+		return 0;
+	p += strlen(key);
+	while (*p && !isdigit((unsigned char)*p))
+		p++;
+	return strtoull(p, NULL, 10);
+}
+
+static void pin_cpu(pid_t pid, int cpu)
+{
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	if (sched_setaffinity(pid, sizeof(set), &set))
+		die("cannot pin %d to CPU %d: %s", (int)pid, cpu, strerror(errno));
+}
+
+static int enter_ns(const char *ns)
+{
+	char path[128];
+	int fd, rc;
+
+	snprintf(path, sizeof(path), "/run/netns/%s", ns);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	rc = setns(fd, CLONE_NEWNET) ? -errno : 0;
+	close(fd);
+	return rc;
+}
+
+/* ---- what a run made, so that every exit path removes it ----------------- */
+
+static struct run {
+	char id[10]; /* the pid in hex */
+	char atk[48], host[48], cli[48]; /* namespaces */
+	char ifp[16];                    /* the protected interface */
+	char pin_root[128], state_dir[512];
+	bool topo_up;
+	pid_t sentryd, server;
+	struct gen *gen;
+	struct spinner *spin;
+	/* Readers of the counters (bench/nscount), per topology. */
+	bool readers_up;
+	struct ethstats wire, prot; /* wire0 in ns atk, the protected iface */
+	int cli_nl;                 /* rtnetlink in ns cli */
+	struct nftcount sink;       /* nft -i in ns host */
+} R;
+
+static void stop_child(pid_t *pid)
+{
+	if (*pid <= 0)
+		return;
+	kill(*pid, SIGTERM);
+	for (int i = 0; i < 300 && waitpid(*pid, NULL, WNOHANG) == 0; i++)
+		usleep(10000);
+	if (waitpid(*pid, NULL, WNOHANG) == 0) {
+		kill(*pid, SIGKILL);
+		waitpid(*pid, NULL, 0);
+	}
+	*pid = 0;
+}
+
+static void gen_stop(struct gen *g);
+struct spinner;
+static void spin_stop(struct spinner *sp);
+
+/* sentryd first (it detaches on SIGTERM; whatever it left pinned goes
+ * through sentryctl's path), then the server, then the namespaces, which
+ * take their interfaces, nft tables, ipsets and iptables rules along. */
+static void teardown(void)
+{
+	char dir[256], err[256];
+
+	if (R.gen)
+		gen_stop(R.gen);
+	if (R.spin)
+		spin_stop(R.spin);
+	stop_child(&R.sentryd);
+	if (R.pin_root[0]) {
+		snprintf(dir, sizeof(dir), "%s/%s", R.pin_root, R.ifp);
+		sn_pinned_detach(dir, err, sizeof(err));
+		rmdir(R.pin_root);
+	}
+	stop_child(&R.server);
+	if (R.readers_up) {
+		nftcount_stop(&R.sink);
+		close(R.wire.fd);
+		close(R.prot.fd);
+		close(R.cli_nl);
+		ethstats_close(&R.wire);
+		ethstats_close(&R.prot);
+		R.readers_up = false;
+	}
+	if (R.topo_up) {
+		char cmd[512];
+
+		snprintf(cmd, sizeof(cmd), "ip netns del %s 2>/dev/null; "
+			 "ip netns del %s 2>/dev/null; ip netns del %s 2>/dev/null",
+			 R.atk, R.host, R.cli);
+		if (system(cmd)) {
+			/* best effort: the names are unique to this run */
+		}
+		R.topo_up = false;
+	}
+}
+
+static void on_exit_cleanup(void)
+{
+	teardown();
+}
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	interrupted = 1;
+}
+
+/* ---- the blocklist --------------------------------------------------------- */
+
+struct pfx {
+	uint32_t addr; /* host order */
+	uint8_t len;
+	uint8_t country; /* from the country list (else an attack range) */
+};
+
+struct pfx_vec {
+	struct pfx *v;
+	size_t n, cap;
+};
+
+static void push(struct pfx_vec *v, struct pfx p)
+{
+	if (v->n == v->cap) {
+		v->cap = v->cap ? v->cap * 2 : 4096;
+		v->v = realloc(v->v, v->cap * sizeof(*v->v));
+		if (!v->v)
+			die("out of memory");
+	}
+	v->v[v->n++] = p;
+}
+
+static uint32_t pfx_last(const struct pfx *p)
+{
+	return p->addr | (p->len ? (uint32_t)(0xffffffffu >> p->len) : 0xffffffffu);
+}
+
+static bool parse_cidr(const char *s, struct pfx *out)
+{
+	char buf[64];
+	const char *slash = strchr(s, '/');
+	struct in_addr a;
+	unsigned long len = 32;
+
+	if (slash) {
+		if ((size_t)(slash - s) >= sizeof(buf))
+			return false;
+		memcpy(buf, s, (size_t)(slash - s));
+		buf[slash - s] = '\0';
+		len = strtoul(slash + 1, NULL, 10);
+	} else {
+		snprintf(buf, sizeof(buf), "%s", s);
+	}
+	if (inet_pton(AF_INET, buf, &a) != 1 || len > 32)
+		return false;
+	out->addr = ntohl(a.s_addr);
+	out->len = (uint8_t)len;
+	if (len < 32 && (out->addr & (0xffffffffu >> len)))
+		return false; /* host bits set */
+	return true;
+}
+
+static int cmp_pfx(const void *a, const void *b)
+{
+	const struct pfx *x = a, *y = b;
+
+	if (x->addr != y->addr)
+		return x->addr < y->addr ? -1 : 1;
+	return (int)x->len - (int)y->len;
+}
+
+/* Sorted, with every prefix that lies inside an earlier one removed:
+ * what remains are disjoint ranges in address order. */
+static void disjoint(struct pfx_vec *v)
+{
+	size_t m = 0;
+	uint64_t end = 0; /* one past the last address covered so far */
+
+	qsort(v->v, v->n, sizeof(*v->v), cmp_pfx);
+	for (size_t i = 0; i < v->n; i++) {
+		if (m && v->v[i].addr < end)
+			continue;
+		v->v[m++] = v->v[i];
+		end = (uint64_t)pfx_last(&v->v[i]) + 1;
+	}
+	v->n = m;
+}
+
+static bool blocked(const struct pfx_vec *v, uint32_t a)
+{
+	size_t lo = 0, hi = v->n;
+
+	while (lo < hi) { /* the last prefix starting at or below a */
+		size_t mid = (lo + hi) / 2;
+
+		if (v->v[mid].addr <= a)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo && a <= pfx_last(&v->v[lo - 1]);
+}
+
+static void read_country(const struct opts *o, const char *cc, struct pfx_vec *v)
+{
+	char path[1024], line[128];
+	FILE *f;
+	size_t before = v->n;
+
+	snprintf(path, sizeof(path), "%s/ipv4/%s.cidr", o->data, cc);
+	f = fopen(path, "r");
+	if (!f)
+		die("cannot read %s (--data, --country)", path);
+	while (fgets(line, sizeof(line), f)) {
+		struct pfx p = { .country = 1 };
+
+		line[strcspn(line, " \t\r\n#")] = '\0';
+		if (!line[0])
+			continue;
+		if (!parse_cidr(line, &p))
+			die("%s: bad prefix %s", path, line);
+		push(v, p);
+	}
+	fclose(f);
+	if (v->n == before)
+		die("%s holds no prefix", path);
+}
+
+static void spit(const char *path, const char *text, size_t len)
+{
+	FILE *f = fopen(path, "wb");
+
+	if (!f || fwrite(text, 1, len, f) != len || fclose(f))
+		die("cannot write %s", path);
+}
+
+struct blocklist {
+	struct pfx_vec all;          /* disjoint, sorted */
+	struct pfx_vec country, ranges; /* where the attack sources come from */
+	size_t n_country_in;         /* prefixes read from the country lists */
+};
+
+static void fmt_pfx(char *out, size_t len, const struct pfx *p)
+{
+	snprintf(out, len, "%u.%u.%u.%u/%u", p->addr >> 24, (p->addr >> 16) & 255,
+		 (p->addr >> 8) & 255, p->addr & 255, p->len);
+}
+
+/* The files every system loads the blocklist from. */
+static void write_filter_files(const struct opts *o, const struct blocklist *b,
+			       const char *ifp)
+{
+	size_t cap = b->all.n * 24 + 4096, n = 0;
+	char *list = malloc(cap), path[700], *t;
+	char p[32];
+
+	if (!list)
+		die("out of memory");
+	for (size_t i = 0; i < b->all.n; i++) {
+		fmt_pfx(p, sizeof(p), &b->all.v[i]);
+		n += (size_t)snprintf(list + n, cap - n, "%s\n", p);
+	}
+	snprintf(path, sizeof(path), "%s/blocklist.cidr", o->work);
+	spit(path, list, n);
+
+	/* sentry: the list file as a set */
+	snprintf(path, sizeof(path), "%s/flood.sentry", o->work);
+	t = "# bench/flood: the blocklist every system of the run enforces\n"
+	    "# (blocklist.cidr: the country lists plus the attack ranges).\n"
+	    "set blocklist = file \"blocklist.cidr\"\n"
+	    "block from @blocklist\n";
+	spit(path, t, strlen(t));
+
+	/* nftables: one interval set; the elements comma-separated */
+	size_t ecap = n + b->all.n * 2 + 64, en = 0;
+	char *el = malloc(ecap);
+
+	if (!el)
+		die("out of memory");
+	for (size_t i = 0; i < b->all.n; i++) {
+		fmt_pfx(p, sizeof(p), &b->all.v[i]);
+		en += (size_t)snprintf(el + en, ecap - en, "%s%s", i ? ",\n" : "", p);
+	}
+	size_t fcap = en + 1024;
+	char *f = malloc(fcap);
+
+	if (!f)
+		die("out of memory");
+	snprintf(path, sizeof(path), "%s/nft-netdev.nft", o->work);
+	n = (size_t)snprintf(f, fcap,
+			     "table netdev sn_flood {\n"
+			     "\tset blocklist {\n\t\ttype ipv4_addr\n\t\tflags interval\n"
+			     "\t\telements = {\n%s\n\t\t}\n\t}\n"
+			     "\tchain ingress {\n"
+			     "\t\ttype filter hook ingress device \"%s\" priority 0; policy accept;\n"
+			     "\t\tip saddr @blocklist drop\n\t}\n}\n", el, ifp);
+	spit(path, f, n);
+	snprintf(path, sizeof(path), "%s/nft-inet.nft", o->work);
+	n = (size_t)snprintf(f, fcap,
+			     "table inet sn_flood {\n"
+			     "\tset blocklist {\n\t\ttype ipv4_addr\n\t\tflags interval\n"
+			     "\t\telements = {\n%s\n\t\t}\n\t}\n"
+			     "\tchain prerouting {\n"
+			     "\t\ttype filter hook prerouting priority raw; policy accept;\n"
+			     "\t\tip saddr @blocklist drop\n\t}\n}\n", el);
+	spit(path, f, n);
+	free(f);
+	free(el);
+
+	/* ipset: hash:net, sized for the list */
+	size_t icap = b->all.n * 48 + 256, in = 0;
+	char *ip = malloc(icap);
+
+	if (!ip)
+		die("out of memory");
+	in = (size_t)snprintf(ip, icap, "create sn_flood_block hash:net family inet "
+			      "hashsize %zu maxelem %zu\n",
+			      (size_t)65536, b->all.n * 2 + 1024);
+	for (size_t i = 0; i < b->all.n; i++) {
+		fmt_pfx(p, sizeof(p), &b->all.v[i]);
+		in += (size_t)snprintf(ip + in, icap - in, "add sn_flood_block %s\n", p);
+	}
+	snprintf(path, sizeof(path), "%s/ipset.restore", o->work);
+	spit(path, ip, in);
+	free(ip);
+
+	/* The counting sink of every system (see the top of this file):
+	 * named counters, which bench/nscount reads without a process. */
+	snprintf(path, sizeof(path), "%s/sink.nft", o->work);
+	char s[2048];
+
+	n = (size_t)snprintf(s, sizeof(s),
+			     "table inet sn_flood_sink {\n"
+			     "\tcounter l0 {\n\t}\n\tcounter l1 {\n\t}\n"
+			     "\tcounter l2 {\n\t}\n\tcounter legit {\n\t}\n"
+			     "\tchain sink {\n"
+			     "\t\ttype filter hook prerouting priority 300; policy accept;\n"
+			     "\t\tudp dport %d counter name \"l0\" drop\n"
+			     "\t\tudp dport %d counter name \"l1\" drop\n"
+			     "\t\tudp dport %d counter name \"l2\" drop\n"
+			     "\t\tip saddr %s tcp dport %d counter name \"legit\" accept\n"
+			     "\t}\n}\n", FLOOD_PORT0 + L_COUNTRY,
+			     FLOOD_PORT0 + L_RANGES, FLOOD_PORT0 + L_OUTSIDE,
+			     CLI_ADDR, SRV_PORT);
+	spit(path, s, n);
+	free(list);
+}
+
+static void build_blocklist(const struct opts *o, struct blocklist *b)
+{
+	char buf[1024];
+	struct pfx_vec raw = { 0 };
+
+	memset(b, 0, sizeof(*b));
+	snprintf(buf, sizeof(buf), "%s", o->country);
+	for (char *save = NULL, *cc = strtok_r(buf, ",", &save); cc;
+	     cc = strtok_r(NULL, ",", &save))
+		read_country(o, cc, &raw);
+	b->n_country_in = raw.n;
+	snprintf(buf, sizeof(buf), "%s", o->attack);
+	for (char *save = NULL, *c = strtok_r(buf, ",", &save); c;
+	     c = strtok_r(NULL, ",", &save)) {
+		struct pfx p = { 0 };
+
+		if (!parse_cidr(c, &p))
+			die("bad --attack prefix %s", c);
+		push(&raw, p);
+		push(&b->ranges, p);
+	}
+	if (!b->ranges.n)
+		die("--attack names no prefix");
+	b->all = raw;
+	disjoint(&b->all);
+	for (size_t i = 0; i < b->all.n; i++)
+		if (b->all.v[i].country)
+			push(&b->country, b->all.v[i]);
+	if (!b->country.n)
+		die("the attack ranges cover every country prefix");
+
+	struct in_addr h, c;
+
+	inet_pton(AF_INET, HOST_ADDR, &h);
+	inet_pton(AF_INET, CLI_ADDR, &c);
+	if (blocked(&b->all, ntohl(h.s_addr)) || blocked(&b->all, ntohl(c.s_addr)))
+		die("the blocklist covers %s or %s (the legitimate addresses)",
+		    HOST_ADDR, CLI_ADDR);
+}
+
+/* ---- the flood's sources ------------------------------------------------------ */
+
+static uint64_t rnd_state;
+
+static uint64_t rnd(void)
+{
+	rnd_state ^= rnd_state >> 12;
+	rnd_state ^= rnd_state << 25;
+	rnd_state ^= rnd_state >> 27;
+	return rnd_state * 2685821657736338717ull;
+}
+
+/* A random address inside p. */
+static uint32_t inside(const struct pfx *p)
+{
+	uint32_t host = p->len == 32 ? 0 : (uint32_t)rnd() & (0xffffffffu >> p->len);
+
+	return p->addr | host;
+}
+
+/* A random public unicast address (not 0/8, 10/8, 100.64/10, 127/8,
+ * 169.254/16, 172.16/12, 192.0.2/24, 192.168/16, 198.18/15, 224/3) that
+ * no blocklist prefix covers. */
+static uint32_t outside(const struct blocklist *b)
+{
+	for (int tries = 0; tries < 1000000; tries++) {
+		uint32_t a = (uint32_t)rnd();
+		unsigned o1 = a >> 24, o2 = (a >> 16) & 255;
+
+		if (o1 == 0 || o1 == 10 || o1 == 127 || o1 >= 224 ||
+		    (o1 == 100 && (o2 & 0xc0) == 64) || (o1 == 169 && o2 == 254) ||
+		    (o1 == 172 && (o2 & 0xf0) == 16) || (o1 == 192 && o2 == 168) ||
+		    (a >> 8) == 0xc00002 || (o1 == 198 && (o2 & 0xfe) == 18))
+			continue;
+		if (!blocked(&b->all, a))
+			return a;
+	}
+	die("no address outside the blocklist found");
+}
+
+static uint16_t ip_checksum(const uint8_t *h, size_t len)
+{
+	uint32_t sum = 0;
+
+	for (size_t i = 0; i + 1 < len; i += 2)
+		sum += (uint32_t)h[i] << 8 | h[i + 1];
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	return (uint16_t)~sum;
+}
+
+/* The generator's program, loaded once for the run. */
+struct gen {
+	struct bpf_object *obj;
+	int prog_fd, srcs_fd, state_fd;
+	int drop_fd; /* flood_drop: the xdp-drop system */
+	struct flood_src base; /* the frame every run rewrites */
+	pthread_t th;
+	bool running;
+	volatile bool stop;
+	char ns[48];
+	int cpu, err;
+	uint32_t repeat;
+	uint64_t pps, until_ns;
+	int retries;     /* calls that found no page pool id free */
+	uint32_t batch;  /* frames per live-frames batch */
+};
+
+static void gen_load(const struct opts *o, struct gen *g, const struct blocklist *b,
+		     uint64_t per_label[3])
+{
+	struct bpf_program *prog;
+	struct flood_gen_state st = { .n_srcs = o->sources };
+	uint8_t *ip;
+	uint32_t zero = 0;
+
+	memset(g, 0, sizeof(*g));
+	g->obj = bpf_object__open_file(o->gen_obj, NULL);
+	if (!g->obj || bpf_object__load(g->obj))
+		die("cannot load %s: %s", o->gen_obj, strerror(errno));
+	prog = bpf_object__find_program_by_name(g->obj, "flood_gen");
+	g->prog_fd = prog ? bpf_program__fd(prog) : -1;
+	g->srcs_fd = bpf_object__find_map_fd_by_name(g->obj, "flood_srcs");
+	g->state_fd = bpf_object__find_map_fd_by_name(g->obj, "flood_state");
+	prog = bpf_object__find_program_by_name(g->obj, "flood_drop");
+	g->drop_fd = prog ? bpf_program__fd(prog) : -1;
+	if (g->prog_fd < 0 || g->srcs_fd < 0 || g->state_fd < 0 || g->drop_fd < 0)
+		die("%s: not the flood generator", o->gen_obj);
+
+	/* The base frame: UDP from a placeholder to 192.0.2.1, zero UDP
+	 * checksum (optional in IPv4), padded to the minimum frame. */
+	if (flood_src_init(&g->base, "198.18.0.1", FLOOD_PORT0))
+		die("cannot build the base frame");
+	g->base.len = FRAME_LEN;
+	ip = g->base.frame + 14;
+
+	unsigned thresh[3] = { o->mix[0], o->mix[0] + o->mix[1], 100 };
+
+	for (uint32_t i = 0; i < o->sources; i++) {
+		unsigned r = (unsigned)(rnd() % 100);
+		uint32_t label = r < thresh[0] ? L_COUNTRY : r < thresh[1] ? L_RANGES : L_OUTSIDE;
+		uint32_t a;
+		struct flood_gen_src s = { .label = label,
+					   .dport = htons((uint16_t)(FLOOD_PORT0 + label)) };
+
+		if (label == L_COUNTRY)
+			a = inside(&b->country.v[rnd() % b->country.n]);
+		else if (label == L_RANGES)
+			a = inside(&b->ranges.v[rnd() % b->ranges.n]);
+		else
+			a = outside(b);
+		if (blocked(&b->all, a) != (label != L_OUTSIDE))
+			die("internal: source label disagrees with the blocklist");
+		s.saddr = htonl(a);
+		memcpy(ip + 12, &s.saddr, 4);
+		ip[10] = ip[11] = 0;
+		s.check = htons(ip_checksum(ip, 20));
+		if (bpf_map_update_elem(g->srcs_fd, &i, &s, BPF_ANY))
+			die("flood_srcs: %s", strerror(errno));
+		per_label[label]++;
+	}
+	if (bpf_map_update_elem(g->state_fd, &zero, &st, BPF_ANY))
+		die("flood_state: %s", strerror(errno));
+}
+
+static void gen_sent(const struct gen *g, uint64_t out[FLOOD_GEN_LABELS])
+{
+	struct flood_gen_state st;
+	uint32_t zero = 0;
+
+	if (bpf_map_lookup_elem(g->state_fd, &zero, &st))
+		die("flood_state: %s", strerror(errno));
+	memcpy(out, st.sent, sizeof(st.sent));
+}
+
+static void on_sigusr1(int sig)
+{
+	(void)sig; /* only interrupts the generator's BPF_PROG_TEST_RUN */
+}
+
+static void *gen_main(void *arg)
+{
+	struct gen *g = arg;
+	cpu_set_t set;
+	int ifindex;
+
+	g->err = enter_ns(g->ns);
+	if (g->err)
+		return NULL;
+	CPU_ZERO(&set);
+	CPU_SET(g->cpu, &set);
+	pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+	setpriority(PRIO_PROCESS, (id_t)gettid(), NICE_GEN);
+	ifindex = (int)if_nametoindex("wire0");
+	if (!ifindex) {
+		g->err = -ENODEV;
+		return NULL;
+	}
+	/*
+	 * Every call adds the program to the kernel's XDP dispatcher and
+	 * removes it again, two RCU grace periods (milliseconds), so calls
+	 * are long: g->repeat frames, a quarter second or more.  gen_stop
+	 * interrupts one with a signal (EINTR).  Every call also sets up a
+	 * page pool with an id from a global space of 64k; pools whose
+	 * frames are still in flight keep theirs until released, and other
+	 * live-frames users on the machine draw from the same space, so
+	 * running out (ENOSPC) is transient: wait, a bounded number of
+	 * times, and count it.
+	 */
+	while (!g->stop && flood_now_ns() < g->until_ns) {
+		g->err = flood_send(g->prog_fd, ifindex, &g->base, g->repeat, g->batch);
+		if (g->err == -EINTR || !g->err) {
+			g->err = 0;
+			continue;
+		}
+		if (g->err != -ENOSPC || g->retries >= 50)
+			break;
+		g->retries++;
+		usleep(100000);
+	}
+	if (g->stop && g->err == -EINTR)
+		g->err = 0;
+	return NULL;
+}
+
+/* Start flooding out of wire0 in ns atk (pps 0: as fast as it goes), for
+ * at most max_s seconds. */
+static void gen_start(struct gen *g, const struct opts *o, uint64_t pps, double max_s)
+{
+	snprintf(g->ns, sizeof(g->ns), "%s", R.atk);
+	g->cpu = o->gen_cpu;
+	/* about a quarter second per call (see gen_main) */
+	g->repeat = pps ? (uint32_t)(pps / 4 > 65536 ? pps / 4 : 65536) : o->repeat;
+	g->pps = pps;
+	g->batch = pps ? PACED_BATCH : GEN_BATCH;
+	if (getenv("FLOOD_BATCH"))
+		g->batch = (uint32_t)atoi(getenv("FLOOD_BATCH"));
+	g->stop = false;
+	g->err = 0;
+	g->retries = 0;
+
+	/* The pacing lives in the program (bench/flood_gen.bpf.c). */
+	struct flood_gen_state st;
+	uint32_t zero = 0;
+
+	if (bpf_map_lookup_elem(g->state_fd, &zero, &st))
+		die("flood_state: %s", strerror(errno));
+	st.interval_ns = pps ? 1000000000ull / pps : 0;
+	st.due_ns = 0;
+	if (bpf_map_update_elem(g->state_fd, &zero, &st, BPF_ANY))
+		die("flood_state: %s", strerror(errno));
+	g->until_ns = flood_now_ns() + (uint64_t)(max_s * 1e9);
+	if (pthread_create(&g->th, NULL, gen_main, g))
+		die("pthread_create");
+	g->running = true;
+	R.gen = g;
+}
+
+static void gen_stop(struct gen *g)
+{
+	if (!g->running)
+		return;
+	g->stop = true;
+	pthread_kill(g->th, SIGUSR1);
+	pthread_join(g->th, NULL);
+	g->running = false;
+	R.gen = NULL;
+}
+
+/*
+ * Keeps --rx-cpu out of HLT while a system is measured.  On this kind of
+ * VM a halted vCPU can take hundreds of microseconds to wake for the
+ * NAPI thread, longer than the veth's 256-slot ring lasts at 1 Mpps, so
+ * frames (legitimate ones too) would be lost at the ring while the
+ * receiver sits idle - a property of the VM, not of the filter.  A
+ * dedicated receiver would be tuned the same way (idle=poll, a C-state
+ * limit).  SCHED_IDLE: it runs only when nothing else wants the CPU, and
+ * the receiver's CPU time is its NAPI thread's, which this does not touch.
+ */
+struct spinner {
+	pthread_t th;
+	volatile bool stop;
+	bool running;
+	int cpu;
+	uint64_t until_ns;
+};
+
+static void *spin_main(void *arg)
+{
+	struct spinner *sp = arg;
+	struct sched_param prm = { 0 };
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	CPU_SET(sp->cpu, &set);
+	pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+	pthread_setschedparam(pthread_self(), SCHED_IDLE, &prm);
+	while (!sp->stop && flood_now_ns() < sp->until_ns)
+		for (int i = 0; i < 10000; i++)
+			__asm__ volatile("pause");
+	return NULL;
+}
+
+static void spin_start(struct spinner *sp, int cpu, double max_s)
+{
+	sp->stop = false;
+	sp->cpu = cpu;
+	sp->until_ns = flood_now_ns() + (uint64_t)(max_s * 1e9);
+	if (pthread_create(&sp->th, NULL, spin_main, sp))
+		die("pthread_create");
+	sp->running = true;
+	R.spin = sp;
+}
+
+static void spin_stop(struct spinner *sp)
+{
+	if (!sp->running)
+		return;
+	sp->stop = true;
+	pthread_join(sp->th, NULL);
+	sp->running = false;
+	R.spin = NULL;
+}
+
+/* ---- topology, server, filters -------------------------------------------------- */
+
+static void topo_up(const struct opts *o)
+{
+	const char *a = R.atk, *h = R.host, *c = R.cli, *f = R.ifp;
+
+	R.topo_up = true; /* from here on, teardown deletes whatever exists */
+	sh("ip netns add %s && ip netns add %s && ip netns add %s", a, h, c);
+	/* No IPv6 (router solicitations, MLD): only the bench's packets move
+	 * the counters. */
+	for (int i = 0; i < 3; i++) {
+		const char *ns = i == 0 ? a : i == 1 ? h : c;
+
+		sh("ip -n %s link set lo up && ip netns exec %s sysctl -qw "
+		   "net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1",
+		   ns, ns);
+	}
+	sh("ip -n %s link add wire0 type veth peer name %s netns %s && "
+	   "ip -n %s link add lan0 type veth peer name cli0 netns %s && "
+	   "ip -n %s link add br0 type bridge stp_state 0 forward_delay 0 && "
+	   "ip -n %s link set wire0 master br0 && ip -n %s link set lan0 master br0",
+	   a, f, h, a, c, a, a, a);
+	sh("for l in br0 wire0 lan0; do ip -n %s link set $l up || exit 1; done", a);
+	sh("ip -n %s link set %s address %s && ip -n %s link set %s up && "
+	   "ip -n %s addr add %s/24 dev %s && "
+	   "ip -n %s neigh replace %s lladdr %s dev %s nud permanent",
+	   h, f, HOST_MAC, h, f, h, HOST_ADDR, f, h, CLI_ADDR, CLI_MAC, f);
+	sh("ip -n %s link set cli0 address %s && ip -n %s link set cli0 up && "
+	   "ip -n %s addr add %s/24 dev cli0 && "
+	   "ip -n %s neigh replace %s lladdr %s dev cli0 nud permanent",
+	   c, CLI_MAC, c, c, CLI_ADDR, c, HOST_ADDR, HOST_MAC);
+	/* GRO gives the veth its NAPI instance (see the top); threaded NAPI
+	 * puts its receive processing into one kernel thread we can pin. */
+	sh("ip netns exec %s ethtool -K %s gro on >/dev/null && "
+	   "ip netns exec %s sh -c 'echo 1 > /sys/class/net/%s/threaded'", h, f, h, f);
+	if (o->coalesce_us)
+		sh("ip netns exec %s sh -c 'echo %u > /sys/class/net/%s/gro_flush_timeout && "
+		   "echo 1000 > /sys/class/net/%s/napi_defer_hard_irqs'", h,
+		   o->coalesce_us * 1000, f, f);
+}
+
+static void topo_down(void)
+{
+	teardown();
+}
+
+/* The NAPI thread of the protected interface, pinned to --rx-cpu. */
+static pid_t napi_thread(const struct opts *o)
+{
+	char prefix[32], path[300], comm[64];
+	pid_t found = 0;
+	int n = 0;
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+
+	snprintf(prefix, sizeof(prefix), "napi/%s-", R.ifp);
+	if (!d)
+		die("cannot read /proc");
+	while ((e = readdir(d))) {
+		FILE *f;
+
+		if (!isdigit((unsigned char)e->d_name[0]))
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/comm", e->d_name);
+		f = fopen(path, "r");
+		if (!f)
+			continue;
+		if (fgets(comm, sizeof(comm), f) &&
+		    !strncmp(comm, prefix, strlen(prefix))) {
+			found = (pid_t)atoi(e->d_name);
+			n++;
+		}
+		fclose(f);
+	}
+	closedir(d);
+	if (n != 1)
+		die("expected one NAPI thread %s*, found %d", prefix, n);
+	pin_cpu(found, o->rx_cpu);
+	/* Receive processing preempts tasks, as softirq does on a NIC: a
+	 * SCHED_OTHER NAPI thread would share --rx-cpu with whatever else
+	 * the machine runs there and leave the ring unserved meanwhile. */
+	struct sched_param sp = { .sched_priority = RT_NAPI };
+
+	if (sched_setscheduler(found, SCHED_FIFO, &sp))
+		die("cannot make the NAPI thread SCHED_FIFO: %s", strerror(errno));
+	return found;
+}
+
+static uint64_t thread_ns(pid_t pid)
+{
+	char path[64];
+	unsigned long long ns = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/schedstat", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		die("NAPI thread %d is gone", (int)pid);
+	if (fscanf(f, "%llu", &ns) != 1)
+		ns = 0;
+	fclose(f);
+	return ns;
+}
+
+/* Wait (bounded) for a line containing want in a log file. */
+static bool wait_log(const char *log, const char *want, pid_t pid, double max_s)
+{
+	double until = now_s() + max_s;
+
+	while (now_s() < until) {
+		char *t = capture("cat '%s' 2>/dev/null", log);
+		bool ok = strstr(t, want) != NULL;
+
+		free(t);
+		if (ok)
+			return true;
+		if (waitpid(pid, NULL, WNOHANG) == pid)
+			return false;
+		if (interrupted)
+			die("interrupted");
+		usleep(20000);
+	}
+	return false;
+}
+
+/* fork + exec argv with stdout/stderr to log, on cpu; rt > 0: SCHED_FIFO
+ * at that priority, else SCHED_OTHER at nice. */
+static pid_t spawn(char *const argv[], const char *log, int cpu, int rt, int nice)
+{
+	pid_t pid = fork();
+
+	if (pid < 0)
+		die("fork: %s", strerror(errno));
+	if (pid == 0) {
+		int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		cpu_set_t set;
+
+		if (fd >= 0) {
+			dup2(fd, 1);
+			dup2(fd, 2);
+		}
+		CPU_ZERO(&set);
+		CPU_SET(cpu, &set);
+		sched_setaffinity(0, sizeof(set), &set);
+		struct sched_param sp = { .sched_priority = rt > 0 ? rt : 0 };
+
+		sched_setscheduler(0, rt > 0 ? SCHED_FIFO : SCHED_OTHER, &sp);
+		if (rt <= 0)
+			setpriority(PRIO_PROCESS, 0, nice);
+		execvp(argv[0], argv);
+		_exit(127);
+	}
+	return pid;
+}
+
+static void server_up(const struct opts *o)
+{
+	char log[600], port[16];
+
+	snprintf(log, sizeof(log), "%s/server.log", o->work);
+	snprintf(port, sizeof(port), "%d", SRV_PORT);
+	char *argv[] = { "ip", "netns", "exec", R.host, (char *)o->probe, "serve",
+			 "--tcp", port, "--bind", HOST_ADDR, NULL };
+
+	R.server = spawn(argv, log, o->rx_cpu, 0, NICE_SERVER);
+	if (!wait_log(log, "ready", R.server, 5))
+		die("the echo server did not start, see %s", log);
+}
+
+static void sentry_up(const struct opts *o)
+{
+	char log[600], policy[600], netns[128];
+
+	snprintf(R.pin_root, sizeof(R.pin_root), "/sys/fs/bpf/47sentry-benchflood-%s", R.id);
+	snprintf(R.state_dir, sizeof(R.state_dir), "%s/state-%s", o->work, R.id);
+	snprintf(log, sizeof(log), "%s/sentryd.log", o->work);
+	snprintf(policy, sizeof(policy), "%s/flood.sentry", o->work);
+	snprintf(netns, sizeof(netns), "--net=/run/netns/%s", R.host);
+	/* nsenter --net, not ip netns exec: the pins must land in the host's
+	 * bpffs (tests/e2e/lib.bash explains). */
+	char *argv[] = { "nsenter", netns, (char *)o->sentryd, "--iface", R.ifp,
+			 "--policy", policy, "--xdp-mode", "native", "--pin-root",
+			 R.pin_root, "--state-dir", R.state_dir, "--no-watch",
+			 "--detach-on-exit", NULL };
+
+	R.sentryd = spawn(argv, log, o->gen_cpu, 0, 0);
+	if (!wait_log(log, "msg=\"attached to ", R.sentryd, 30))
+		die("sentryd did not attach, see %s", log);
+}
+
+static void sentry_down(void)
+{
+	char dir[256], err[256];
+
+	stop_child(&R.sentryd);
+	snprintf(dir, sizeof(dir), "%s/%s", R.pin_root, R.ifp);
+	sn_pinned_detach(dir, err, sizeof(err));
+	rmdir(R.pin_root);
+	R.pin_root[0] = '\0';
+	sh("rm -rf '%s'", R.state_dir);
+}
+
+/* Attach prog_fd in native mode to ifname of namespace ns (a thread of
+ * its own enters the namespace, so the bench's own stays where it is). */
+struct ns_attach {
+	const char *ns, *ifname;
+	int prog_fd, err;
+};
+
+static void *ns_attach_main(void *arg)
+{
+	struct ns_attach *a = arg;
+	int ifindex;
+
+	a->err = enter_ns(a->ns);
+	if (a->err)
+		return NULL;
+	ifindex = (int)if_nametoindex(a->ifname);
+	a->err = ifindex ? bpf_xdp_attach(ifindex, a->prog_fd, XDP_FLAGS_DRV_MODE, NULL)
+			 : -ENODEV;
+	return NULL;
+}
+
+/* Install the system's filter; returns the time it took, ms. */
+static double filter_up(const struct opts *o, const struct gen *g, enum sys_kind k)
+{
+	double t = now_s();
+	const char *h = R.host, *w = o->work;
+
+	switch (k) {
+	case SYS_SENTRY:
+		sentry_up(o);
+		break;
+	case SYS_NFT_NETDEV:
+		sh("ip netns exec %s nft -f '%s/nft-netdev.nft'", h, w);
+		break;
+	case SYS_NFT_INET:
+		sh("ip netns exec %s nft -f '%s/nft-inet.nft'", h, w);
+		break;
+	case SYS_IPT:
+	case SYS_IPT_LEGACY:
+		sh("ip netns exec %s ipset restore -f '%s/ipset.restore' && "
+		   "ip netns exec %s %s -t raw -A PREROUTING -m set --match-set "
+		   "sn_flood_block src -j DROP", h, w, h,
+		   k == SYS_IPT ? "iptables" : "iptables-legacy");
+		break;
+	case SYS_XDP_DROP: {
+		struct ns_attach a = { .ns = h, .ifname = R.ifp, .prog_fd = g->drop_fd };
+		pthread_t th;
+
+		if (pthread_create(&th, NULL, ns_attach_main, &a))
+			die("pthread_create");
+		pthread_join(th, NULL);
+		if (a.err)
+			die("cannot attach the XDP_DROP program: %s", strerror(-a.err));
+		break;
+	}
+	case SYS_NONE:
+		break;
+	}
+	return (now_s() - t) * 1e3;
+}
+
+/* ---- counters and phases ----------------------------------------------------------- */
+
+struct counters {
+	double t;
+	uint64_t sent[FLOOD_GEN_LABELS]; /* generator, per label */
+	uint64_t passed[N_LABELS];       /* the sink, per label */
+	uint64_t xmit, xmit_err;         /* flood frames into / lost at the ring */
+	uint64_t xdp_drop;               /* XDP_DROP on the protected iface */
+	uint64_t cli_tx;                 /* the client's segments */
+	uint64_t napi_ns;
+	uint64_t cpu_busy, cpu_all;      /* --rx-cpu, /proc/stat ticks */
+	uint64_t prog_ns, prog_cnt;      /* sentry's program, bpf_stats */
+};
+
+static void proc_stat_cpu(int cpu, uint64_t *busy, uint64_t *all)
+{
+	char key[16], line[512];
+	FILE *f = fopen("/proc/stat", "r");
+
+	*busy = *all = 0;
+	if (!f)
+		return;
+	snprintf(key, sizeof(key), "cpu%d ", cpu);
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long long v[8] = { 0 };
+
+		if (strncmp(line, key, strlen(key)))
+			continue;
+		sscanf(line + strlen(key), "%llu %llu %llu %llu %llu %llu %llu %llu",
+		       &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7]);
+		for (int i = 0; i < 8; i++)
+			*all += v[i];
+		*busy = *all - v[3] - v[4]; /* all but idle and iowait */
+		break;
+	}
+	fclose(f);
+}
+
+static void prog_stats(uint64_t *ns, uint64_t *cnt)
+{
+	char path[256];
+	struct bpf_prog_info info;
+	uint32_t len = sizeof(info);
+	int fd;
+
+	*ns = *cnt = 0;
+	if (!R.pin_root[0])
+		return;
+	snprintf(path, sizeof(path), "%s/%s/prog", R.pin_root, R.ifp);
+	fd = bpf_obj_get(path);
+	if (fd < 0)
+		return;
+	memset(&info, 0, sizeof(info));
+	if (!bpf_obj_get_info_by_fd(fd, &info, &len)) {
+		*ns = info.run_time_ns;
+		*cnt = info.run_cnt;
+	}
+	close(fd);
+}
+
+/* The counters that cost microseconds to read, at one moment. */
+static void read_fast(const struct gen *g, pid_t napi, int rx_cpu, struct counters *c)
+{
+	c->t = now_s();
+	c->napi_ns = thread_ns(napi);
+	proc_stat_cpu(rx_cpu, &c->cpu_busy, &c->cpu_all);
+	prog_stats(&c->prog_ns, &c->prog_cnt);
+	gen_sent(g, c->sent);
+	ethstats_read(&R.wire);
+	ethstats_read(&R.prot);
+	c->xmit = ethstats_get(&R.wire, "tx_queue_0_xdp_xmit");
+	c->xmit_err = ethstats_get(&R.wire, "tx_queue_0_xdp_xmit_errors");
+	c->xdp_drop = ethstats_get(&R.prot, "rx_queue_0_xdp_drops");
+}
+
+/*
+ * One reading of every counter.  The sink's counters take a millisecond
+ * (a request to nft -i); at millions of frames per second that matters,
+ * so everything else is read right before and right after them and the
+ * two readings averaged: all of it then belongs to the same moment, on
+ * both ends of a window.
+ */
+static void read_counters(const struct gen *g, pid_t napi, int rx_cpu,
+			  struct counters *c)
+{
+	static const char *const names[N_LABELS] = { "l0", "l1", "l2", "legit" };
+	struct counters a = { 0 }, b = { 0 };
+
+	memset(c, 0, sizeof(*c));
+	read_fast(g, napi, rx_cpu, &a);
+	nftcount_read(&R.sink, "inet sn_flood_sink", names, c->passed, N_LABELS);
+	c->cli_tx = link_tx_packets(R.cli_nl, "cli0");
+	read_fast(g, napi, rx_cpu, &b);
+	c->t = (a.t + b.t) / 2;
+#define AVG(f) c->f = (a.f + b.f) / 2
+	for (int i = 0; i < FLOOD_GEN_LABELS; i++)
+		AVG(sent[i]);
+	AVG(xmit);
+	AVG(xmit_err);
+	AVG(xdp_drop);
+	AVG(napi_ns);
+	AVG(cpu_busy);
+	AVG(cpu_all);
+	AVG(prog_ns);
+	AVG(prog_cnt);
+#undef AVG
+	if (getenv("FLOOD_DEBUG"))
+		fprintf(stderr, "read_counters: %.2f ms\n", (b.t - a.t) * 1e3);
+}
+
+struct client_res {
+	bool ran;
+	uint64_t requests, ok, failed, reconnects;
+	double p50, p90, p99, p999, max;
+};
+
+static double after(const char *t, const char *key)
+{
+	const char *p = strstr(t, key);
+
+	return p ? strtod(p + strlen(key), NULL) : 0;
+}
+
+static void run_client(const struct opts *o, double secs, struct client_res *r)
+{
+	char log[600], rate[32], sec[32], port[16];
+
+	snprintf(log, sizeof(log), "%s/client.log", o->work);
+	snprintf(rate, sizeof(rate), "%u", o->rate);
+	snprintf(sec, sizeof(sec), "%.3f", secs);
+	snprintf(port, sizeof(port), "%d", SRV_PORT);
+	char *argv[] = { "ip", "netns", "exec", R.cli, (char *)o->client, "--dst",
+			 HOST_ADDR, "--port", port, "--rate", rate, "--seconds", sec,
+			 "--timeout-ms", "1000", NULL };
+	pid_t pid = spawn(argv, log, o->gen_cpu, RT_CLIENT, 0);
+	double until = now_s() + secs + 10;
+	int st = 0;
+
+	while (waitpid(pid, &st, WNOHANG) == 0) {
+		if (interrupted || now_s() > until) {
+			kill(pid, SIGKILL);
+			waitpid(pid, NULL, 0);
+			die(interrupted ? "interrupted" : "the client did not finish");
+		}
+		usleep(10000);
+	}
+	char *t = capture("cat '%s'", log);
+
+	memset(r, 0, sizeof(*r));
+	if (WIFEXITED(st) && WEXITSTATUS(st) == 1) {
+		/* No connection at all (a flood that drowns the handshake):
+		 * every request of the phase failed. */
+		r->ran = true;
+		r->requests = r->failed = (uint64_t)(secs * o->rate);
+		free(t);
+		return;
+	}
+	if (!WIFEXITED(st) || WEXITSTATUS(st) || !strstr(t, "requests "))
+		die("the client failed: %s", t);
+	r->ran = true;
+	r->requests = field(t, "requests ");
+	r->ok = field(t, " ok ");
+	r->failed = field(t, " failed ");
+	r->reconnects = field(t, " reconnects ");
+	r->p50 = after(t, "p50_us ");
+	r->p90 = after(t, "p90_us ");
+	r->p99 = after(t, "p99_us ");
+	r->p999 = after(t, "p999_us ");
+	r->max = after(t, "max_us ");
+	free(t);
+}
+
+/* The phases of a system, in the order they run. */
+enum { PH_CALM, PH_MAX, PH_PACED, PH_STATS, N_PH };
+
+struct phase {
+	bool done, flood;
+	uint64_t pps; /* 0: as fast as the generator goes */
+	double secs;
+	struct counters d; /* after - before */
+	struct client_res cl;
+	int retries; /* generator pauses: no page pool id free */
+};
+
+static void delta(const struct counters *a, const struct counters *b,
+		  struct counters *d)
+{
+	d->t = b->t - a->t;
+	for (int i = 0; i < FLOOD_GEN_LABELS; i++)
+		d->sent[i] = b->sent[i] - a->sent[i];
+	for (int i = 0; i < N_LABELS; i++)
+		d->passed[i] = b->passed[i] - a->passed[i];
+#define D(f) d->f = b->f - a->f
+	D(xmit);
+	D(xmit_err);
+	D(xdp_drop);
+	D(cli_tx);
+	D(napi_ns);
+	D(cpu_busy);
+	D(cpu_all);
+	D(prog_ns);
+	D(prog_cnt);
+#undef D
+}
+
+static uint64_t flood_sent(const struct counters *d);
+
+/*
+ * One phase: with flood, the generator runs --warmup first; the counters
+ * are read before the client starts and after it ended (or after secs
+ * without a client), under a steady flood.
+ */
+static void run_phase(const struct opts *o, struct gen *g, pid_t napi, bool flood,
+		      uint64_t pps, bool client, double secs, struct phase *p)
+{
+	struct counters a, b;
+
+	memset(p, 0, sizeof(*p));
+	p->flood = flood;
+	p->pps = pps;
+	if (flood) {
+		gen_start(g, o, pps, o->warmup + secs + 15);
+		nap(o->warmup);
+		if (g->err)
+			die("the generator failed: %s", strerror(-g->err));
+	}
+	read_counters(g, napi, o->rx_cpu, &a);
+	double t0 = now_s();
+
+	if (client)
+		run_client(o, secs, &p->cl);
+	else
+		nap(secs);
+	if (getenv("FLOOD_DEBUG"))
+		fprintf(stderr, "phase body: %.1f ms\n", (now_s() - t0) * 1e3);
+	read_counters(g, napi, o->rx_cpu, &b);
+	if (flood) {
+		gen_stop(g);
+		p->retries = g->retries;
+		if (g->err)
+			die("the generator failed: %s", strerror(-g->err));
+	}
+	delta(&a, &b, &p->d);
+	p->secs = p->d.t;
+	if (getenv("FLOOD_DEBUG"))
+		fprintf(stderr, "phase pps %llu: %.3f s, sent %llu, xmit %llu + err %llu = %llu, "
+			"passed %llu\n", (unsigned long long)pps, p->d.t,
+			(unsigned long long)flood_sent(&p->d), (unsigned long long)p->d.xmit,
+			(unsigned long long)p->d.xmit_err,
+			(unsigned long long)(p->d.xmit + p->d.xmit_err),
+			(unsigned long long)(p->d.passed[0] + p->d.passed[1] + p->d.passed[2]));
+	p->done = true;
+	nap(0.3); /* let the ring and the sockets go quiet */
+}
+
+struct sys_result {
+	enum sys_kind kind;
+	char title[64];
+	double setup_ms;
+	struct phase ph[N_PH];
+};
+
+static void run_system(const struct opts *o, struct gen *g, enum sys_kind k,
+		       const char *title, struct sys_result *r)
+{
+	/* XDP_DROP of everything leaves no legitimate traffic to measure. */
+	bool client = k != SYS_XDP_DROP;
+	pid_t napi;
+
+	memset(r, 0, sizeof(*r));
+	r->kind = k;
+	snprintf(r->title, sizeof(r->title), "%s", title);
+	topo_up(o);
+	sh("ip netns exec %s nft -f '%s/sink.nft'", R.host, o->work);
+	ethstats_open(&R.wire, ns_socket(R.atk, AF_INET, SOCK_DGRAM, 0), "wire0");
+	ethstats_open(&R.prot, ns_socket(R.host, AF_INET, SOCK_DGRAM, 0), R.ifp);
+	R.cli_nl = ns_socket(R.cli, AF_NETLINK, SOCK_RAW, NETLINK_ROUTE);
+	nftcount_start(&R.sink, R.host, RT_BENCH);
+	R.readers_up = true;
+	r->setup_ms = filter_up(o, g, k);
+	server_up(o);
+	napi = napi_thread(o); /* after the filter: XDP may renew the NAPI */
+	fprintf(stderr, "bench/flood: %s: filter loaded in %.0f ms\n", sys_info[k].key,
+		r->setup_ms);
+	struct spinner spin;
+
+	if (o->spin)
+		spin_start(&spin, o->rx_cpu, 5 * o->seconds + o->stats_seconds + 60);
+	if (client)
+		run_phase(o, g, napi, false, 0, true, o->seconds, &r->ph[PH_CALM]);
+	run_phase(o, g, napi, true, 0, client, o->seconds, &r->ph[PH_MAX]);
+	if (o->pps)
+		run_phase(o, g, napi, true, o->pps, client, o->seconds, &r->ph[PH_PACED]);
+	if (k == SYS_SENTRY && o->stats_seconds > 0) {
+		int fd = bpf_enable_stats(BPF_STATS_RUN_TIME);
+
+		if (fd >= 0) {
+			run_phase(o, g, napi, true, o->pps, false, o->stats_seconds,
+				  &r->ph[PH_STATS]);
+			close(fd);
+		} else {
+			fprintf(stderr, "bench/flood: BPF_ENABLE_STATS: %s\n",
+				strerror(errno));
+		}
+	}
+	if (o->spin)
+		spin_stop(&spin);
+	if (k == SYS_SENTRY)
+		sentry_down();
+	topo_down();
+}
+
+/* ---- report ------------------------------------------------------------------------- */
+
+static double ratio(double a, double b)
+{
+	return b > 0 ? a / b : 0;
+}
+
+static uint64_t flood_passed(const struct counters *d)
+{
+	return d->passed[L_COUNTRY] + d->passed[L_RANGES] + d->passed[L_OUTSIDE];
+}
+
+static uint64_t flood_sent(const struct counters *d)
+{
+	return d->sent[L_COUNTRY] + d->sent[L_RANGES] + d->sent[L_OUTSIDE];
+}
+
+/* Frames that entered the receiver and never reached the sink. */
+static uint64_t filter_drops(const struct counters *d)
+{
+	uint64_t p = flood_passed(d);
+
+	return d->xmit > p ? d->xmit - p : 0;
+}
+
+/* Receiver CPU per frame its filter dropped, ns (0: none dropped). */
+static double ns_per_drop(const struct phase *p)
+{
+	uint64_t d = filter_drops(&p->d);
+
+	return d ? (double)p->d.napi_ns / (double)d : 0;
+}
+
+static uint64_t legit_dropped(const struct counters *d)
+{
+	return d->cli_tx > d->passed[L_LEGIT] ? d->cli_tx - d->passed[L_LEGIT] : 0;
+}
+
+static void print_machine(const struct opts *o)
+{
+	char *t = capture("uname -sr; nproc --all; grep -m1 'model name' /proc/cpuinfo | "
+			  "sed 's/.*: //'; uptime | sed 's/.*load/load/'; "
+			  "nft --version; iptables -V; ipset -v | head -n1; "
+			  "git rev-parse --short HEAD 2>/dev/null");
+
+	for (char *p = t; *p; p++)
+		if (*p == '\n' && p[1])
+			*p = ';';
+	printf("bench/flood on: %s", t);
+	free(t);
+	printf("flood: live frames (BPF_PROG_TEST_RUN), generator on CPU%d, "
+	       "receiver (NAPI thread, server) on CPU%d; %u spoofed sources; "
+	       "%.1f s per phase after %.1f s warm-up; client %u req/s, 64 B echo\n",
+	       o->gen_cpu, o->rx_cpu, o->sources, o->seconds, o->warmup, o->rate);
+}
+
+static const char *phase_name(const struct phase *p, char *buf, size_t len)
+{
+	if (!p->flood)
+		snprintf(buf, len, "none");
+	else if (p->pps)
+		snprintf(buf, len, "%.0fk pps", (double)p->pps / 1e3);
+	else
+		snprintf(buf, len, "max");
+	return buf;
+}
+
+static void print_flood_row(const struct sys_result *r, const struct phase *p)
+{
+	const struct counters *d = &p->d;
+	double s = p->secs, drops = (double)filter_drops(d);
+	char prog[32] = "-", nsdrop[32] = "-", name[32];
+	const struct phase *st = &r->ph[PH_STATS];
+
+	if (p->pps == st->pps && st->done && st->d.prog_cnt)
+		snprintf(prog, sizeof(prog), "%.1f",
+			 ratio((double)st->d.prog_ns, (double)st->d.prog_cnt));
+	if (drops > 0)
+		snprintf(nsdrop, sizeof(nsdrop), "%.0f", ns_per_drop(p));
+	printf("%-26s %-9s %5.1f %8.1f %8.1f %6.2f %9.1f %8.1f %6.1f %6.1f %7.0f %7s %7s\n",
+	       r->title, phase_name(p, name, sizeof(name)), s,
+	       (double)flood_sent(d) / s / 1e3, (double)d->xmit / s / 1e3,
+	       100 * ratio((double)d->xmit_err, (double)(d->xmit + d->xmit_err)),
+	       drops / s / 1e3, (double)flood_passed(d) / s / 1e3,
+	       100 * (double)d->napi_ns / (s * 1e9),
+	       100 * ratio((double)d->cpu_busy, (double)d->cpu_all),
+	       ratio((double)d->napi_ns, (double)d->xmit), nsdrop, prog);
+}
+
+static void print_legit_cell(const struct phase *p)
+{
+	if (!p->done || !p->cl.ran) {
+		printf(" %7s %8s %7s %7s %8s |", "-", "-", "-", "-", "-");
+		return;
+	}
+	printf(" %7llu %8.3f %7.0f %7.0f %8.0f |", (unsigned long long)p->cl.requests,
+	       100 * ratio((double)p->cl.ok, (double)p->cl.requests), p->cl.p50,
+	       p->cl.p99, p->cl.p999);
+}
+
+static void print_confusion(const struct sys_result *r, const struct phase *p,
+			    bool first)
+{
+	const struct counters *d = &p->d;
+	char name[32];
+
+	if (!p->flood) { /* no flood: only the client's packets */
+		printf("%-26s %-9s %-36s %6s %11llu %11llu %11llu %8.3f\n",
+		       first ? r->title : "", "none", label_name[L_LEGIT],
+		       label_policy[L_LEGIT], (unsigned long long)d->cli_tx,
+		       (unsigned long long)legit_dropped(d),
+		       (unsigned long long)d->passed[L_LEGIT],
+		       100 * ratio((double)legit_dropped(d), (double)d->cli_tx));
+		return;
+	}
+	for (int l = 0; l < N_LABELS; l++) {
+		uint64_t sent = l == L_LEGIT ? d->cli_tx : d->sent[l];
+		uint64_t pass = d->passed[l];
+		uint64_t drop = sent > pass ? sent - pass : 0;
+
+		if (l == L_LEGIT && !p->cl.ran)
+			continue;
+		printf("%-26s %-9s %-36s %6s %11llu %11llu %11llu %8.3f\n",
+		       first && !l ? r->title : "", l ? "" : phase_name(p, name, sizeof(name)),
+		       label_name[l], label_policy[l], (unsigned long long)sent,
+		       (unsigned long long)drop, (unsigned long long)pass,
+		       100 * ratio((double)drop, (double)sent));
+	}
+	printf("%-26s %-9s %-36s %6s %11s %11llu %11s %8.3f\n", "", "",
+	       "  (flood lost at the full ring)", "", "", (unsigned long long)d->xmit_err,
+	       "", 100 * ratio((double)d->xmit_err, (double)flood_sent(d)));
+}
+
+static void print_targets(const struct sys_result *r, size_t n, int ph)
+{
+	const struct sys_result *s = NULL, *best = NULL;
+	double best_ns = 0;
+	char name[32];
+
+	for (size_t i = 0; i < n; i++) {
+		double ns = ns_per_drop(&r[i].ph[ph]);
+
+		if (r[i].kind == SYS_SENTRY)
+			s = &r[i];
+		if ((r[i].kind == SYS_NFT_NETDEV || r[i].kind == SYS_NFT_INET) && ns > 0 &&
+		    (!best || ns < best_ns)) {
+			best = &r[i];
+			best_ns = ns;
+		}
+	}
+	if (!s || !s->ph[ph].done)
+		return;
+	printf("  flood %s:\n", phase_name(&s->ph[ph], name, sizeof(name)));
+	double s_ns = ns_per_drop(&s->ph[ph]);
+
+	if (best && s_ns > 0)
+		printf("    CPU per dropped packet at least 4x lower than the best "
+		       "nftables hook (%s): %.0f vs %.0f ns, %.2fx: %s\n", best->title,
+		       s_ns, best_ns, best_ns / s_ns, best_ns / s_ns >= 4 ? "MET" : "NOT MET");
+	else
+		printf("    CPU per dropped packet vs nftables: no nftables system "
+		       "measured\n");
+
+	const struct phase *c = &s->ph[PH_CALM], *f = &s->ph[ph];
+	double x = ratio(f->cl.p99, c->cl.p99);
+
+	printf("    legitimate p99 under flood within 2x of the no-flood p99: %.0f vs "
+	       "%.0f us, %.2fx: %s\n", f->cl.p99, c->cl.p99, x,
+	       x > 0 && x <= 2 ? "MET" : "NOT MET");
+	uint64_t ld = legit_dropped(&f->d);
+
+	printf("    zero legitimate packets dropped: %llu of %llu dropped, %llu of "
+	       "%llu requests failed: %s\n", (unsigned long long)ld,
+	       (unsigned long long)f->d.cli_tx, (unsigned long long)f->cl.failed,
+	       (unsigned long long)f->cl.requests,
+	       ld == 0 && !f->cl.failed ? "MET" : "NOT MET");
+}
+
+static void print_results(const struct opts *o, const struct sys_result *r, size_t n,
+			  const struct blocklist *b, const uint64_t per_label[3])
+{
+	printf("blocklist: %zu prefixes (%zu from the country list %s, attack ranges "
+	       "%s; nested ones removed); flood sources: %llu country, %llu attack "
+	       "ranges, %llu outside\n\n", b->all.n, b->n_country_in, o->country,
+	       o->attack, (unsigned long long)per_label[0],
+	       (unsigned long long)per_label[1], (unsigned long long)per_label[2]);
+
+	printf("FLOOD (rates per second of the phase; rx CPU: the receiver's NAPI "
+	       "thread; busy: all of the receiver's CPU, /proc/stat)\n");
+	printf("%-26s %-9s %5s %8s %8s %6s %9s %8s %6s %6s %7s %7s %7s\n", "system",
+	       "flood", "secs", "offered", "into rx", "ring", "dropped", "passed", "rx",
+	       "busy", "ns per", "ns per", "prog ns");
+	printf("%-26s %-9s %5s %8s %8s %6s %9s %8s %6s %6s %7s %7s %7s\n", "", "", "", "kpps",
+	       "kpps", "lost%", "kpps", "kpps", "CPU%", "%", "frame", "drop", "per run");
+	for (int ph = PH_MAX; ph <= PH_PACED; ph++)
+		for (size_t i = 0; i < n; i++)
+			if (r[i].ph[ph].done)
+				print_flood_row(&r[i], &r[i].ph[ph]);
+
+	for (size_t i = 0; i < n; i++)
+		for (int ph = PH_MAX; ph < N_PH; ph++) {
+			const struct phase *p = &r[i].ph[ph];
+			char name[32];
+
+			if (p->done && p->retries)
+				printf("  note: %s, flood %s: the generator paused %d x "
+				       "100 ms (no page pool id free: ENOSPC)\n", r[i].title,
+				       phase_name(p, name, sizeof(name)), p->retries);
+		}
+
+	char paced[32] = "-";
+
+	if (o->pps)
+		snprintf(paced, sizeof(paced), "flood %.0fk pps", (double)o->pps / 1e3);
+	printf("\nLEGITIMATE TCP request/response (latency in us; ok%% = answered "
+	       "within 1 s)\n");
+	printf("%-26s %-43s| %-43s| %-43s|\n", "system", " no flood", " flood max",
+	       paced);
+	printf("%-26s", "");
+	for (int i = 0; i < 3; i++)
+		printf(" %7s %8s %7s %7s %8s |", "req", "ok%", "p50", "p99", "p999");
+	printf("\n");
+	for (size_t i = 0; i < n; i++) {
+		if (!r[i].ph[PH_CALM].done)
+			continue;
+		printf("%-26s", r[i].title);
+		print_legit_cell(&r[i].ph[PH_CALM]);
+		print_legit_cell(&r[i].ph[PH_MAX]);
+		print_legit_cell(&r[i].ph[PH_PACED]);
+		printf("\n");
+	}
+
+	printf("\nCONFUSION MATRIX (packets; dropped = sent - passed, including what "
+	       "the full ring lost before any filter)\n");
+	printf("%-26s %-9s %-36s %6s %11s %11s %11s %8s\n", "system", "flood", "class",
+	       "policy", "sent", "dropped", "passed", "dropped%");
+	for (size_t i = 0; i < n; i++) {
+		bool first = true;
+
+		for (int ph = PH_CALM; ph <= PH_PACED; ph++)
+			if (r[i].ph[ph].done) {
+				print_confusion(&r[i], &r[i].ph[ph], first);
+				first = false;
+			}
+	}
+
+	printf("\nTARGETS (issue 7)\n");
+	bool any = false;
+
+	for (size_t i = 0; i < n; i++)
+		any |= r[i].kind == SYS_SENTRY;
+	if (!any) {
+		printf("  (sentry not in --systems)\n");
+		return;
+	}
+	print_targets(r, n, PH_MAX);
+	print_targets(r, n, PH_PACED);
+}
+
+static unsigned parse_unsigned(const char *s, const char *what)
+{
+	char *end;
+	unsigned long v = strtoul(s, &end, 10);
+
+	if (*end || v > 1000000000ul)
+		die("bad %s: %s", what, s);
+	return (unsigned)v;
+}
+
+int main(int argc, char **argv)
+{
+	struct opts o = {
+		.systems = "sentry,nft-netdev,nft-inet,iptables,none,xdp-drop",
+		.data = "../shared/data/country-ip-blocks",
+		.work = "build/bench/flood-work",
+		.gen_obj = "build/bench/flood_gen.bpf.o",
+		.sentryd = "build/sentryd",
+		.probe = "build/tests/tools/probe",
+		.client = "build/bench/flood-client",
+		.country = "us",
+		.attack = "198.18.0.0/15,203.0.113.0/24",
+		.seconds = 5,
+		.stats_seconds = 3,
+		.warmup = 0.5,
+		.sources = 65536,
+		.mix = { 45, 45, 10 },
+		.rate = 2000,
+		.repeat = 1 << 20,
+		.pps = 1000000,
+		.spin = true,
+		.gen_cpu = 0,
+		.rx_cpu = 1,
+		.seed = 47,
+	};
+	enum sys_kind kinds[N_SYS];
+	size_t n_kinds = 0;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+
+		if (!v)
+			die("%s needs a value (see the top of bench/flood.c)", a);
+		i++;
+		if (!strcmp(a, "--systems"))
+			o.systems = v;
+		else if (!strcmp(a, "--seconds"))
+			o.seconds = strtod(v, NULL);
+		else if (!strcmp(a, "--stats-seconds"))
+			o.stats_seconds = strtod(v, NULL);
+		else if (!strcmp(a, "--warmup"))
+			o.warmup = strtod(v, NULL);
+		else if (!strcmp(a, "--sources"))
+			o.sources = parse_unsigned(v, a);
+		else if (!strcmp(a, "--mix")) {
+			if (sscanf(v, "%u,%u,%u", &o.mix[0], &o.mix[1], &o.mix[2]) != 3 ||
+			    o.mix[0] + o.mix[1] + o.mix[2] != 100)
+				die("--mix wants three percentages that add up to 100");
+		} else if (!strcmp(a, "--country"))
+			o.country = v;
+		else if (!strcmp(a, "--attack"))
+			o.attack = v;
+		else if (!strcmp(a, "--rate"))
+			o.rate = parse_unsigned(v, a);
+		else if (!strcmp(a, "--gen-cpu"))
+			o.gen_cpu = (int)parse_unsigned(v, a);
+		else if (!strcmp(a, "--rx-cpu"))
+			o.rx_cpu = (int)parse_unsigned(v, a);
+		else if (!strcmp(a, "--spin"))
+			o.spin = parse_unsigned(v, a) != 0;
+		else if (!strcmp(a, "--coalesce-us"))
+			o.coalesce_us = parse_unsigned(v, a);
+		else if (!strcmp(a, "--pps"))
+			o.pps = strtoull(v, NULL, 10);
+		else if (!strcmp(a, "--repeat"))
+			o.repeat = parse_unsigned(v, a);
+		else if (!strcmp(a, "--seed"))
+			o.seed = parse_unsigned(v, a);
+		else if (!strcmp(a, "--data"))
+			o.data = v;
+		else if (!strcmp(a, "--work"))
+			o.work = v;
+		else if (!strcmp(a, "--gen-obj"))
+			o.gen_obj = v;
+		else if (!strcmp(a, "--sentryd"))
+			o.sentryd = v;
+		else if (!strcmp(a, "--probe"))
+			o.probe = v;
+		else if (!strcmp(a, "--client"))
+			o.client = v;
+		else
+			die("unknown option %s (see the top of bench/flood.c)", a);
+	}
+	if (o.seconds <= 0 || o.seconds > 600 || o.warmup < 0 || o.warmup > 60 ||
+	    o.stats_seconds < 0 || o.stats_seconds > 600)
+		die("--seconds, --warmup, --stats-seconds out of range");
+	if (!o.sources || o.sources > FLOOD_GEN_MAX_SRCS)
+		die("--sources must be 1..%u", FLOOD_GEN_MAX_SRCS);
+	if (!o.rate || !o.repeat || o.gen_cpu == o.rx_cpu)
+		die("--rate, --repeat must be positive, --gen-cpu and --rx-cpu differ");
+	{
+		char buf[256];
+
+		snprintf(buf, sizeof(buf), "%s", o.systems);
+		for (char *save = NULL, *s = strtok_r(buf, ",", &save); s;
+		     s = strtok_r(NULL, ",", &save)) {
+			size_t k;
+
+			for (k = 0; k < N_SYS && strcmp(sys_info[k].key, s); k++)
+				;
+			if (k == N_SYS || n_kinds == N_SYS)
+				die("unknown system %s", s);
+			kinds[n_kinds++] = (enum sys_kind)k;
+		}
+		if (!n_kinds)
+			die("--systems names none");
+	}
+	if (geteuid() != 0)
+		die("needs root (BPF, network namespaces)");
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+
+	if (o.gen_cpu >= ncpu || o.rx_cpu >= ncpu)
+		die("--gen-cpu/--rx-cpu: this machine has %ld CPUs", ncpu);
+	for (size_t i = 0; i < n_kinds; i++) {
+		const char *need = kinds[i] == SYS_NFT_NETDEV || kinds[i] == SYS_NFT_INET ? "nft" :
+				   kinds[i] == SYS_IPT ? "iptables" :
+				   kinds[i] == SYS_IPT_LEGACY ? "iptables-legacy" : NULL;
+		char cmd[128];
+
+		snprintf(cmd, sizeof(cmd), "command -v %s >/dev/null && command -v "
+			 "ipset >/dev/null && command -v ethtool >/dev/null", need ? need : "nft");
+		if (system(cmd))
+			die("%s, ipset or ethtool not installed (make deps)", need ? need : "nft");
+	}
+	for (const char *const *p = (const char *const[]){ o.gen_obj, o.sentryd, o.probe,
+							    o.client, NULL }; *p; p++)
+		if (access(*p, R_OK))
+			die("missing %s: run make bench-flood", *p);
+
+	sh("mkdir -p '%s'", o.work);
+	char abs[4096];
+
+	if (!realpath(o.work, abs))
+		die("cannot resolve %s", o.work);
+	o.work = strdup(abs);
+	rnd_state = o.seed * 0x9e3779b97f4a7c15ull + 1;
+
+	/* Names unique to the run; the atexit handler removes it all. */
+	snprintf(R.id, sizeof(R.id), "%x", (unsigned)getpid());
+	snprintf(R.atk, sizeof(R.atk), "snfl-atk-%s", R.id);
+	snprintf(R.host, sizeof(R.host), "snfl-host-%s", R.id);
+	snprintf(R.cli, sizeof(R.cli), "snfl-cli-%s", R.id);
+	snprintf(R.ifp, sizeof(R.ifp), "fp%s", R.id);
+	atexit(on_exit_cleanup);
+	struct sigaction sa = { .sa_handler = on_signal };
+
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	struct sigaction su = { .sa_handler = on_sigusr1 }; /* no SA_RESTART */
+
+	sigaction(SIGUSR1, &su, NULL);
+	/* The bench and the commands it runs stay off the receiver's CPU. */
+	pin_cpu(0, o.gen_cpu);
+	struct sched_param sp = { .sched_priority = RT_BENCH };
+
+	if (sched_setscheduler(0, SCHED_FIFO, &sp))
+		die("cannot become SCHED_FIFO: %s", strerror(errno));
+
+	struct blocklist bl;
+	struct gen g;
+	uint64_t per_label[3] = { 0 };
+	struct sys_result res[N_SYS];
+
+	print_machine(&o);
+	build_blocklist(&o, &bl);
+	write_filter_files(&o, &bl, R.ifp);
+	gen_load(&o, &g, &bl, per_label);
+	/* Which iptables Debian's alternatives chose, in its row's title. */
+	char *ipt = capture("iptables -V 2>/dev/null");
+	const char *ipt_title = strstr(ipt, "nf_tables") ? "iptables-nft raw + ipset" :
+				strstr(ipt, "legacy") ? "iptables-legacy raw+ipset" :
+							 sys_info[SYS_IPT].title;
+
+	for (size_t i = 0; i < n_kinds; i++)
+		run_system(&o, &g, kinds[i],
+			   kinds[i] == SYS_IPT ? ipt_title : sys_info[kinds[i]].title,
+			   &res[i]);
+	free(ipt);
+	print_results(&o, res, n_kinds, &bl, per_label);
+	bpf_object__close(g.obj);
+	return 0;
+}
