@@ -199,7 +199,8 @@ bench-reload: $(BUILD)/bench/reload $(BUILD)/bench/compile $(BUILD)/sentryd $(BU
 $(BUILD)/bench/flood_gen.bpf.o: bench/flood_gen.bpf.c bench/flood_gen.h | $(BUILD)/bpf
 	@mkdir -p $(BUILD)/bench
 	$(CLANG) $(BPF_CFLAGS) -c -o $@ $<
-$(BUILD)/bench/flood: $(BUILD)/bench/flood.o $(BUILD)/bench/nscount.o $(LIBRUNTIME) $(LIBCOMPILER)
+FLOOD_OBJ := $(addprefix $(BUILD)/bench/,flood.o flood_gen.o blocklist.o nscount.o)
+$(BUILD)/bench/flood: $(FLOOD_OBJ) $(LIBRUNTIME) $(LIBCOMPILER)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lpthread
 $(BUILD)/bench/flood.o: $(SKELS)
 $(BUILD)/bench/flood-client: bench/flood_client.c
