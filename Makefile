@@ -41,11 +41,14 @@ TEST_C_SRC   := $(wildcard tests/unit/*.c tests/kernel/*.c tests/tools/*.c)
 TEST_BINS    := $(TEST_C_SRC:tests/%.c=$(BUILD)/tests/%)
 
 BINS := $(BUILD)/sentry-compile $(BUILD)/sentryd $(BUILD)/sentryctl
+# bench/flood is built with everything: tests/e2e/bench_flood.sh runs it.
+BENCH_FLOOD := $(BUILD)/bench/flood $(BUILD)/bench/flood-client \
+               $(BUILD)/bench/flood_gen.bpf.o
 
 .PHONY: all deps test test-unit test-golden test-kernel test-e2e demo \
         test-differential \
         clean golden-update test-sanitize fuzz fuzz-build
-all: $(BINS) $(BPF_OBJ) $(TEST_BINS)
+all: $(BINS) $(BPF_OBJ) $(TEST_BINS) $(BENCH_FLOOD)
 
 # ---- generated parser ------------------------------------------------------
 $(GEN)/sentry.tab.c $(GEN)/sentry.tab.h: grammar/sentry.y | $(GEN)
@@ -206,8 +209,7 @@ $(BUILD)/bench/flood.o: $(SKELS)
 $(BUILD)/bench/flood-client: bench/flood_client.c
 	@mkdir -p $(BUILD)/bench
 	$(CC) $(CSTD) $(WARN) -O2 -o $@ $<
-bench-flood: $(BUILD)/bench/flood $(BUILD)/bench/flood-client \
-		$(BUILD)/bench/flood_gen.bpf.o $(BUILD)/sentryd $(BUILD)/tests/tools/probe
+bench-flood: $(BENCH_FLOOD) $(BUILD)/sentryd $(BUILD)/tests/tools/probe
 	$(BUILD)/bench/flood --gen-obj $(BUILD)/bench/flood_gen.bpf.o \
 		--sentryd $(BUILD)/sentryd --probe $(BUILD)/tests/tools/probe \
 		--client $(BUILD)/bench/flood-client --work $(BUILD)/bench/flood-work \

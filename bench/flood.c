@@ -70,11 +70,12 @@
  * A source's class (its label) is encoded in the UDP destination port
  * (9000 + label).  Two flood phases:
  *   max   as fast as the generator goes (batches of 256, calls of
- *         --repeat frames): it outruns every receiver here, so this is
- *         the receivers' capacity, with the veth's ring overflowing;
+ *         --repeat frames, default 4M): it outruns every receiver here,
+ *         so this is the receivers' capacity, the veth's ring overflowing;
  *   paced --pps frames per second (default 1,000,000), spaced by the
- *         program itself, in batches of 64: a rate the nftables hooks
- *         keep up with, so every filter is measured at the same load.
+ *         program itself, in batches of 64 us of frames (64 at 1 Mpps):
+ *         a rate the nftables hooks keep up with, so every filter is
+ *         measured at the same load.
  * What the generator does to the measurement, and why these choices, is
  * in BENCHMARKS.md.
  *
@@ -171,10 +172,11 @@ static const char *const label_policy[N_LABELS] = { "drop", "drop", "pass", "pas
  * (the receiver pays).  But a batch runs with bottom halves off, and the
  * paced program waits inside it, so a paced batch also holds its CPU -
  * the client's - for batch / pps seconds.  The kernel's maximum when
- * unpaced, 64 (64 us at 1 Mpps) when paced.
+ * unpaced; paced, what the generator sends in PACED_HOLD_US (64 frames
+ * at 1 Mpps), at least 8.
  */
 #define MAX_BATCH 256
-#define PACED_BATCH 64
+#define PACED_HOLD_US 64
 
 #define RT_NAPI 50
 #define RT_CLIENT 40
@@ -1021,11 +1023,15 @@ static void run_phase(const struct opts *o, struct flood_gen *g, pid_t napi, boo
 	p->flood = flood;
 	p->pps = pps;
 	if (flood) {
-		/* About a quarter of a second per call when paced. */
-		uint32_t repeat = pps ? (uint32_t)(pps / 4 > 65536 ? pps / 4 : 65536) : o->repeat;
+		/* About a second per call when paced (flood_gen.c: every call
+		 * costs two RCU grace periods). */
+		uint32_t repeat = pps ? (uint32_t)(pps > 65536 ? pps : 65536) : o->repeat;
 
+		uint64_t batch = pps ? pps * PACED_HOLD_US / 1000000 : MAX_BATCH;
+
+		batch = batch < 8 ? 8 : batch > MAX_BATCH ? MAX_BATCH : batch;
 		flood_gen_start(g, R.atk, "wire0", o->gen_cpu, NICE_GEN, pps, repeat,
-				pps ? PACED_BATCH : MAX_BATCH, o->warmup + secs + 15);
+				(uint32_t)batch, o->warmup + secs + 15);
 		R.gen = g;
 		nap(o->warmup);
 		if (g->done)
@@ -1393,7 +1399,7 @@ int main(int argc, char **argv)
 		.sources = 65536,
 		.mix = { 45, 45, 10 },
 		.rate = 2000,
-		.repeat = 1 << 20,
+		.repeat = 1 << 22,
 		.pps = 1000000,
 		.seed = 47,
 		.gen_cpu = 0,

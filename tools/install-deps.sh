@@ -12,6 +12,7 @@ packages=(
 	libyaml-dev
 	iproute2 iputils-ping procps kmod
 	nftables xdp-tools
+	iptables ipset ethtool
 )
 
 missing=()
