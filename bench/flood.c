@@ -811,6 +811,7 @@ struct counters {
 	uint64_t xdp_drop;               /* XDP_DROP on the protected iface */
 	uint64_t cli_tx;                 /* the client's segments */
 	uint64_t napi_ns;
+	uint64_t gen_ns;                 /* the generator thread's CPU time */
 	uint64_t cpu_softirq, cpu_all;   /* --rx-cpu, /proc/stat ticks */
 	uint64_t prog_ns, prog_cnt;      /* sentry's program, bpf_stats */
 };
@@ -867,6 +868,7 @@ static void read_fast(const struct flood_gen *g, pid_t napi, int rx_cpu,
 {
 	c->t = now_s();
 	c->napi_ns = thread_ns(napi);
+	c->gen_ns = flood_gen_cpu_ns(g);
 	proc_stat_cpu(rx_cpu, &c->cpu_softirq, &c->cpu_all);
 	prog_stats(&c->prog_ns, &c->prog_cnt);
 	flood_gen_sent(g, c->sent);
@@ -903,6 +905,7 @@ static void read_counters(const struct opts *o, const struct flood_gen *g, pid_t
 	AVG(xmit_err);
 	AVG(xdp_drop);
 	AVG(napi_ns);
+	AVG(gen_ns);
 	AVG(cpu_softirq);
 	AVG(cpu_all);
 	AVG(prog_ns);
@@ -1002,6 +1005,7 @@ static void delta(const struct counters *a, const struct counters *b,
 	D(xdp_drop);
 	D(cli_tx);
 	D(napi_ns);
+	D(gen_ns);
 	D(cpu_softirq);
 	D(cpu_all);
 	D(prog_ns);
@@ -1190,9 +1194,10 @@ static void print_flood_row(const struct sys_result *r, const struct phase *p)
 			 ratio((double)st->d.prog_ns, (double)st->d.prog_cnt));
 	if (drops > 0)
 		snprintf(nsdrop, sizeof(nsdrop), "%.0f", ns_per_drop(p));
-	printf("%-26s %-9s %5.1f %8.1f %8.1f %6.2f %8.1f %8.1f %6.1f %6.1f %7.0f %7s %7s\n",
+	printf("%-26s %-9s %5.1f %8.1f %5.1f %8.1f %6.2f %8.1f %8.1f %6.1f %6.1f %7.0f %7s %7s\n",
 	       r->title, phase_name(p, name, sizeof(name)), s,
-	       (double)flood_sent(d) / s / 1e3, (double)d->xmit / s / 1e3,
+	       (double)flood_sent(d) / s / 1e3, 100 * (double)d->gen_ns / (s * 1e9),
+	       (double)d->xmit / s / 1e3,
 	       100 * ratio((double)d->xmit_err, (double)(d->xmit + d->xmit_err)),
 	       drops / s / 1e3, (double)flood_passed(d) / s / 1e3,
 	       100 * (double)d->napi_ns / (s * 1e9),
@@ -1290,13 +1295,13 @@ static void print_targets(const struct sys_result *r, size_t n, int ph)
 
 static void print_results(const struct opts *o, const struct sys_result *r, size_t n)
 {
-	printf("FLOOD (per second of the phase; rx CPU: the receiver's NAPI thread; "
-	       "softirq: of the receiver's CPU, /proc/stat)\n");
-	printf("%-26s %-9s %5s %8s %8s %6s %8s %8s %6s %6s %7s %7s %7s\n", "system",
-	       "flood", "secs", "offered", "into rx", "ring", "dropped", "passed", "rx",
+	printf("FLOOD (per second of the phase; gen CPU: the generator's thread; rx CPU: "
+	       "the receiver's NAPI thread; softirq: of the receiver's CPU, /proc/stat)\n");
+	printf("%-26s %-9s %5s %8s %5s %8s %6s %8s %8s %6s %6s %7s %7s %7s\n", "system",
+	       "flood", "secs", "offered", "gen", "into rx", "ring", "dropped", "passed", "rx",
 	       "softirq", "ns per", "ns per", "prog ns");
-	printf("%-26s %-9s %5s %8s %8s %6s %8s %8s %6s %6s %7s %7s %7s\n", "", "", "",
-	       "kpps", "kpps", "lost%", "kpps", "kpps", "CPU%", "%", "frame", "drop",
+	printf("%-26s %-9s %5s %8s %5s %8s %6s %8s %8s %6s %6s %7s %7s %7s\n", "", "", "",
+	       "kpps", "CPU%", "kpps", "lost%", "kpps", "kpps", "CPU%", "%", "frame", "drop",
 	       "per run");
 	for (int ph = PH_MAX; ph <= PH_PACED; ph++)
 		for (size_t i = 0; i < n; i++)

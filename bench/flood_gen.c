@@ -208,7 +208,18 @@ void flood_gen_start(struct flood_gen *g, const char *ns, const char *ifname,
 		fail("flood_state: %s", strerror(errno));
 	if (pthread_create(&g->th, NULL, gen_main, g))
 		fail("pthread_create");
+	if (pthread_getcpuclockid(g->th, &g->clock))
+		fail("pthread_getcpuclockid");
 	g->running = true;
+}
+
+uint64_t flood_gen_cpu_ns(const struct flood_gen *g)
+{
+	struct timespec ts;
+
+	if (!g->running || clock_gettime(g->clock, &ts))
+		return 0;
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
 void flood_gen_stop(struct flood_gen *g)

@@ -43,6 +43,7 @@ _Static_assert(sizeof(struct flood_gen_state) == 56, "flood_gen_state layout");
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "bench/blocklist.h"
 #include "tests/kernel/flood.h"
@@ -61,6 +62,7 @@ struct flood_gen {
 	int cpu, nice, err, retries;
 	uint32_t repeat, batch;
 	uint64_t pps, until_ns;
+	clockid_t clock; /* the thread's CPU time */
 };
 
 /*
@@ -83,6 +85,8 @@ void flood_gen_start(struct flood_gen *g, const char *ns, const char *ifname,
 /* Stop (within one batch); g->err says whether it failed, g->retries how
  * often it waited for a page pool id. */
 void flood_gen_stop(struct flood_gen *g);
+/* CPU time of the generator's thread so far, ns (0 when not running). */
+uint64_t flood_gen_cpu_ns(const struct flood_gen *g);
 /* Frames sent so far, per label. */
 void flood_gen_sent(const struct flood_gen *g, uint64_t out[FLOOD_GEN_LABELS]);
 void flood_gen_close(struct flood_gen *g);
