@@ -56,8 +56,8 @@
  * processing - the XDP program, or skb allocation, GRO, the netfilter
  * hooks and the drop - runs in one kernel thread, napi/fpID-N, pinned to
  * --rx-cpu (default 1) at SCHED_FIFO (it preempts tasks, as softirq does).
- * The echo server (tests/tools/probe serve) runs there too, at nice -15
- * (it is the protected host).  With --spin 1 (default) an idle-priority
+ * The echo server (tests/tools/probe serve) runs there too (it is the
+ * protected host), SCHED_FIFO below the NAPI thread.  With --spin 1 (default) an idle-priority
  * thread keeps --rx-cpu out of HLT: on this VM a halted vCPU can take
  * longer to wake than the veth's 256-slot ring lasts at 1 Mpps.
  *
@@ -106,9 +106,10 @@
  * statistics and reports the XDP program's own ns per run; they cost
  * two clock reads per run, so the measured phases run without them.
  *
- * Priorities: the bench and the client are SCHED_FIFO, the generator nice
- * -20, so that other work on a shared machine disturbs the numbers less;
- * the kernel's real-time throttling still leaves it 5 % of each CPU.
+ * Priorities: the NAPI thread, the server, the client and the bench are
+ * SCHED_FIFO (in that order), the generator nice -20, so that other work
+ * on a shared machine disturbs the numbers less; the kernel's real-time
+ * throttling still leaves it 5 % of each CPU.
  *
  * Every wait is bounded; every phase ends after its seconds.  Output: the
  * tables, then whether each target of issue 7 is met, per flood phase.
@@ -179,10 +180,10 @@ static const char *const label_policy[N_LABELS] = { "drop", "drop", "pass", "pas
 #define PACED_HOLD_US 64
 
 #define RT_NAPI 50
+#define RT_SERVER 45
 #define RT_CLIENT 40
 #define RT_BENCH 30
 #define NICE_GEN (-20)
-#define NICE_SERVER (-15)
 
 enum sys_kind {
 	SYS_SENTRY, SYS_NFT_NETDEV, SYS_NFT_INET, SYS_IPT, SYS_IPT_LEGACY, SYS_NONE,
@@ -695,7 +696,7 @@ static void server_up(const struct opts *o)
 	char *argv[] = { "ip", "netns", "exec", R.host, (char *)o->probe, "serve",
 			 "--tcp", port, "--bind", HOST_ADDR, NULL };
 
-	R.server = spawn(argv, log, o->rx_cpu, 0, NICE_SERVER);
+	R.server = spawn(argv, log, o->rx_cpu, RT_SERVER, 0);
 	if (!wait_log(log, "ready", R.server, 5))
 		die("the echo server did not start, see %s", log);
 }
