@@ -1,5 +1,6 @@
 /* See blocklist.h. */
 #include "bench/blocklist.h"
+#include "bench/die.h"
 
 #include <arpa/inet.h>
 #include <stdarg.h>
@@ -7,26 +8,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void fail(const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, "bench/flood: ");
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	exit(2);
-}
-
 static void push(struct bl_vec *v, struct bl_prefix p)
 {
 	if (v->n == v->cap) {
 		v->cap = v->cap ? v->cap * 2 : 4096;
 		v->v = realloc(v->v, v->cap * sizeof(*v->v));
 		if (!v->v)
-			fail("out of memory");
+			die("out of memory");
 	}
 	v->v[v->n++] = p;
 }
@@ -100,7 +88,7 @@ static void read_country(const char *data, const char *cc, struct bl_vec *v)
 	snprintf(path, sizeof(path), "%s/ipv4/%s.cidr", data, cc);
 	f = fopen(path, "r");
 	if (!f)
-		fail("cannot read %s (--data, --country)", path);
+		die("cannot read %s (--data, --country)", path);
 	while (fgets(line, sizeof(line), f)) {
 		struct bl_prefix p = { .country = true };
 
@@ -108,13 +96,13 @@ static void read_country(const char *data, const char *cc, struct bl_vec *v)
 		if (!line[0])
 			continue;
 		if (!parse(line, &p))
-			fail("%s: bad prefix %s", path, line);
+			die("%s: bad prefix %s", path, line);
 		p.country = true;
 		push(v, p);
 	}
 	fclose(f);
 	if (v->n == before)
-		fail("%s holds no prefix", path);
+		die("%s holds no prefix", path);
 }
 
 void bl_build(struct blocklist *b, const char *data, const char *countries,
@@ -135,19 +123,19 @@ void bl_build(struct blocklist *b, const char *data, const char *countries,
 		struct bl_prefix p = { 0 };
 
 		if (!parse(c, &p))
-			fail("bad attack range %s (a.b.c.d/len, host bits zero)", c);
+			die("bad attack range %s (a.b.c.d/len, host bits zero)", c);
 		push(&raw, p);
 		push(&b->ranges, p);
 	}
 	if (!b->ranges.n)
-		fail("no attack range given");
+		die("no attack range given");
 	b->all = raw;
 	disjoint(&b->all);
 	for (size_t i = 0; i < b->all.n; i++)
 		if (b->all.v[i].country)
 			push(&b->country, b->all.v[i]);
 	if (!b->country.n)
-		fail("the attack ranges cover every country prefix");
+		die("the attack ranges cover every country prefix");
 }
 
 void bl_free(struct blocklist *b)
@@ -209,5 +197,5 @@ uint32_t bl_outside(const struct blocklist *b, uint64_t *state)
 		if (!bl_covers(b, a))
 			return a;
 	}
-	fail("no address outside the blocklist found");
+	die("no address outside the blocklist found");
 }

@@ -48,7 +48,8 @@
  * link, so the client's TCP crosses the very veth the flood uses, and a
  * receiver that cannot keep up loses legitimate packets where it loses
  * flood packets (the veth's ring, like a NIC's RX ring).  A second link
- * for the client would share a CPU with the flood, not the queue.
+ * for the client would share a CPU with the flood, not the queue.  (TSO
+ * is off on wire0 for that: see topo_up.)
  *
  * Receiver: the protected interface has GRO on, which gives a veth its
  * NAPI instance (without it a veth cannot receive live frames at all; a
@@ -141,6 +142,7 @@
 #include <bpf/libbpf.h>
 
 #include "bench/blocklist.h"
+#include "bench/die.h"
 #include "bench/flood_gen.h"
 #include "bench/nscount.h"
 #include "runtime/dataplane.h"
@@ -213,19 +215,6 @@ struct opts {
 };
 
 static volatile sig_atomic_t interrupted;
-
-static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void die(const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, "bench/flood: ");
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	exit(2); /* the atexit handler removes what the run made */
-}
 
 static double now_s(void)
 {
@@ -470,6 +459,26 @@ static void spin_start(struct spinner *sp, int cpu, double max_s)
 
 /* ---- the files every system loads the blocklist from ----------------------- */
 
+/* An nftables table of one interval set and one chain that drops its
+ * sources; returns the length written into out. */
+static size_t nft_filter(char *out, size_t cap, const char *family, const char *chain,
+			 const char *hook, const char *device, const char *prio,
+			 const char *elements)
+{
+	char dev[64] = "";
+
+	if (device[0])
+		snprintf(dev, sizeof(dev), " \"%s\"", device);
+	return (size_t)snprintf(out, cap,
+		"table %s sn_flood {\n"
+		"\tset blocklist {\n\t\ttype ipv4_addr\n\t\tflags interval\n"
+		"\t\telements = {\n%s\n\t\t}\n\t}\n"
+		"\tchain %s {\n"
+		"\t\ttype filter hook %s%s priority %s; policy accept;\n"
+		"\t\tip saddr @blocklist drop\n\t}\n}\n",
+		family, elements, chain, hook, dev, prio);
+}
+
 static void write_files(const struct opts *o, const struct blocklist *b, const char *ifp)
 {
 	size_t n = b->all.n, cap = n * 48 + 4096, ln = 0, en = 0, in = 0;
@@ -504,21 +513,9 @@ static void write_files(const struct opts *o, const struct blocklist *b, const c
 	if (!(f = malloc(fcap)))
 		die("out of memory");
 	snprintf(path, sizeof(path), "%s/nft-netdev.nft", o->work);
-	spit(path, f, (size_t)snprintf(f, fcap,
-		"table netdev sn_flood {\n"
-		"\tset blocklist {\n\t\ttype ipv4_addr\n\t\tflags interval\n"
-		"\t\telements = {\n%s\n\t\t}\n\t}\n"
-		"\tchain ingress {\n"
-		"\t\ttype filter hook ingress device \"%s\" priority 0; policy accept;\n"
-		"\t\tip saddr @blocklist drop\n\t}\n}\n", el, ifp));
+	spit(path, f, nft_filter(f, fcap, "netdev", "ingress", "ingress device", ifp, "0", el));
 	snprintf(path, sizeof(path), "%s/nft-inet.nft", o->work);
-	spit(path, f, (size_t)snprintf(f, fcap,
-		"table inet sn_flood {\n"
-		"\tset blocklist {\n\t\ttype ipv4_addr\n\t\tflags interval\n"
-		"\t\telements = {\n%s\n\t\t}\n\t}\n"
-		"\tchain prerouting {\n"
-		"\t\ttype filter hook prerouting priority raw; policy accept;\n"
-		"\t\tip saddr @blocklist drop\n\t}\n}\n", el));
+	spit(path, f, nft_filter(f, fcap, "inet", "prerouting", "prerouting", "", "raw", el));
 
 	/* The counting sink of every system (see the top): named counters,
 	 * which bench/nscount reads without starting a process. */
@@ -752,18 +749,11 @@ struct ns_attach {
 static void *ns_attach_main(void *arg)
 {
 	struct ns_attach *a = arg;
-	char path[128];
-	int fd, ifindex;
+	int ifindex;
 
-	snprintf(path, sizeof(path), "/run/netns/%s", a->ns);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0 || setns(fd, CLONE_NEWNET)) {
-		a->err = -errno;
-		if (fd >= 0)
-			close(fd);
+	a->err = ns_enter(a->ns);
+	if (a->err)
 		return NULL;
-	}
-	close(fd);
 	ifindex = (int)if_nametoindex(a->ifname);
 	a->err = ifindex ? bpf_xdp_attach(ifindex, a->prog_fd, XDP_FLAGS_DRV_MODE, NULL)
 			 : -ENODEV;

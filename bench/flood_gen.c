@@ -1,5 +1,7 @@
 /* See flood_gen.h: the userspace half of the generator. */
 #include "bench/flood_gen.h"
+#include "bench/die.h"
+#include "bench/nscount.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -16,19 +18,6 @@
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
-
-static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void fail(const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, "bench/flood: ");
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	exit(2);
-}
 
 static uint16_t ip_checksum(const uint8_t *h, size_t len)
 {
@@ -60,11 +49,11 @@ void flood_gen_load(struct flood_gen *g, const char *obj, const struct blocklist
 	memset(g, 0, sizeof(*g));
 	if (!n || n > FLOOD_GEN_MAX_SRCS || mix[0] + mix[1] + mix[2] != 100 ||
 	    frame_len < 42 || frame_len > PKT_MAX)
-		fail("flood_gen_load: bad arguments");
+		die("flood_gen_load: bad arguments");
 	sigaction(SIGUSR1, &sa, NULL);
 	g->obj = bpf_object__open_file(obj, NULL);
 	if (!g->obj || bpf_object__load(g->obj))
-		fail("cannot load %s: %s", obj, strerror(errno));
+		die("cannot load %s: %s", obj, strerror(errno));
 	prog = bpf_object__find_program_by_name(g->obj, "flood_gen");
 	g->prog_fd = prog ? bpf_program__fd(prog) : -1;
 	prog = bpf_object__find_program_by_name(g->obj, "flood_drop");
@@ -72,12 +61,12 @@ void flood_gen_load(struct flood_gen *g, const char *obj, const struct blocklist
 	g->srcs_fd = bpf_object__find_map_fd_by_name(g->obj, "flood_srcs");
 	g->state_fd = bpf_object__find_map_fd_by_name(g->obj, "flood_state");
 	if (g->prog_fd < 0 || g->drop_fd < 0 || g->srcs_fd < 0 || g->state_fd < 0)
-		fail("%s: not the flood generator", obj);
+		die("%s: not the flood generator", obj);
 
 	/* The base frame: UDP to 192.0.2.1 (tests/kernel/pkt.h), zero UDP
 	 * checksum (optional in IPv4), padded with zeros to frame_len. */
 	if (flood_src_init(&g->base, "198.18.0.1", port0))
-		fail("cannot build the base frame");
+		die("cannot build the base frame");
 	g->base.len = frame_len;
 	ip = g->base.frame + 14;
 
@@ -96,7 +85,7 @@ void flood_gen_load(struct flood_gen *g, const char *obj, const struct blocklist
 		else
 			a = bl_outside(b, &rs);
 		if (bl_covers(b, a) != (label != FLOOD_GEN_OUTSIDE))
-			fail("internal: a source's label disagrees with the blocklist");
+			die("internal: a source's label disagrees with the blocklist");
 		s.saddr = htonl(a);
 		/* Only the source changes, so the header's checksum can be
 		 * computed here once per source. */
@@ -104,11 +93,11 @@ void flood_gen_load(struct flood_gen *g, const char *obj, const struct blocklist
 		ip[10] = ip[11] = 0;
 		s.check = htons(ip_checksum(ip, 20));
 		if (bpf_map_update_elem(g->srcs_fd, &i, &s, BPF_ANY))
-			fail("flood_srcs: %s", strerror(errno));
+			die("flood_srcs: %s", strerror(errno));
 		g->n_sources[label]++;
 	}
 	if (bpf_map_update_elem(g->state_fd, &zero, &st, BPF_ANY))
-		fail("flood_state: %s", strerror(errno));
+		die("flood_state: %s", strerror(errno));
 }
 
 void flood_gen_sent(const struct flood_gen *g, uint64_t out[FLOOD_GEN_LABELS])
@@ -117,27 +106,21 @@ void flood_gen_sent(const struct flood_gen *g, uint64_t out[FLOOD_GEN_LABELS])
 	uint32_t zero = 0;
 
 	if (bpf_map_lookup_elem(g->state_fd, &zero, &st))
-		fail("flood_state: %s", strerror(errno));
+		die("flood_state: %s", strerror(errno));
 	memcpy(out, st.sent, sizeof(st.sent));
 }
 
 static void *gen_main(void *arg)
 {
 	struct flood_gen *g = arg;
-	char path[128];
 	cpu_set_t set;
-	int nsfd, ifindex;
+	int ifindex;
 
-	snprintf(path, sizeof(path), "/run/netns/%s", g->ns);
-	nsfd = open(path, O_RDONLY | O_CLOEXEC);
-	if (nsfd < 0 || setns(nsfd, CLONE_NEWNET)) {
-		g->err = -errno;
-		if (nsfd >= 0)
-			close(nsfd);
+	g->err = ns_enter(g->ns);
+	if (g->err) {
 		g->done = true;
 		return NULL;
 	}
-	close(nsfd);
 	CPU_ZERO(&set);
 	CPU_SET(g->cpu, &set);
 	pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
@@ -186,7 +169,7 @@ void flood_gen_start(struct flood_gen *g, const char *ns, const char *ifname,
 	uint32_t zero = 0;
 
 	if (g->running)
-		fail("flood_gen_start: already running");
+		die("flood_gen_start: already running");
 	snprintf(g->ns, sizeof(g->ns), "%s", ns);
 	snprintf(g->ifname, sizeof(g->ifname), "%s", ifname);
 	g->cpu = cpu;
@@ -201,15 +184,15 @@ void flood_gen_start(struct flood_gen *g, const char *ns, const char *ifname,
 	g->until_ns = flood_now_ns() + (uint64_t)(max_s * 1e9);
 	/* The pacing is the program's (flood_gen.bpf.c). */
 	if (bpf_map_lookup_elem(g->state_fd, &zero, &st))
-		fail("flood_state: %s", strerror(errno));
+		die("flood_state: %s", strerror(errno));
 	st.interval_ns = pps ? 1000000000ull / pps : 0;
 	st.due_ns = 0;
 	if (bpf_map_update_elem(g->state_fd, &zero, &st, BPF_ANY))
-		fail("flood_state: %s", strerror(errno));
+		die("flood_state: %s", strerror(errno));
 	if (pthread_create(&g->th, NULL, gen_main, g))
-		fail("pthread_create");
+		die("pthread_create");
 	if (pthread_getcpuclockid(g->th, &g->clock))
-		fail("pthread_getcpuclockid");
+		die("pthread_getcpuclockid");
 	g->running = true;
 }
 

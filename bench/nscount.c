@@ -1,5 +1,6 @@
 /* See nscount.h. */
 #include "bench/nscount.h"
+#include "bench/die.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -23,19 +24,6 @@
 #include <time.h>
 #include <unistd.h>
 
-static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void fail(const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, "bench/flood: ");
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	exit(2);
-}
-
 /* ---- sockets in a namespace --------------------------------------------- */
 
 struct ns_sock_req {
@@ -43,21 +31,27 @@ struct ns_sock_req {
 	int domain, type, proto, fd, err;
 };
 
+int ns_enter(const char *ns)
+{
+	char path[128];
+	int fd, rc;
+
+	snprintf(path, sizeof(path), "/run/netns/%s", ns);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	rc = setns(fd, CLONE_NEWNET) ? -errno : 0;
+	close(fd);
+	return rc;
+}
+
 static void *ns_sock_main(void *arg)
 {
 	struct ns_sock_req *r = arg;
-	char path[128];
-	int nsfd;
 
-	snprintf(path, sizeof(path), "/run/netns/%s", r->ns);
-	nsfd = open(path, O_RDONLY | O_CLOEXEC);
-	if (nsfd < 0 || setns(nsfd, CLONE_NEWNET)) {
-		r->err = errno;
-		if (nsfd >= 0)
-			close(nsfd);
+	r->err = -ns_enter(r->ns);
+	if (r->err)
 		return NULL;
-	}
-	close(nsfd);
 	r->fd = socket(r->domain, r->type | SOCK_CLOEXEC, r->proto);
 	if (r->fd < 0)
 		r->err = errno;
@@ -72,10 +66,10 @@ int ns_socket(const char *ns, int domain, int type, int proto)
 
 	/* setns changes only the calling thread: the caller stays put. */
 	if (pthread_create(&th, NULL, ns_sock_main, &r))
-		fail("pthread_create");
+		die("pthread_create");
 	pthread_join(th, NULL);
 	if (r.fd < 0)
-		fail("socket in namespace %s: %s", ns, strerror(r.err));
+		die("socket in namespace %s: %s", ns, strerror(r.err));
 	return r.fd;
 }
 
@@ -88,7 +82,7 @@ static void ethtool(struct ethstats *e, void *cmd, const char *what)
 	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", e->ifname);
 	ifr.ifr_data = cmd;
 	if (ioctl(e->fd, SIOCETHTOOL, &ifr))
-		fail("ethtool %s on %s: %s", what, e->ifname, strerror(errno));
+		die("ethtool %s on %s: %s", what, e->ifname, strerror(errno));
 }
 
 void ethstats_open(struct ethstats *e, int fd, const char *ifname)
@@ -106,12 +100,12 @@ void ethstats_open(struct ethstats *e, int fd, const char *ifname)
 	ethtool(e, &info, "GSSET_INFO");
 	e->n = info.hdr.sset_mask ? info.count : 0;
 	if (!e->n)
-		fail("%s has no ethtool statistics", ifname);
+		die("%s has no ethtool statistics", ifname);
 	gs = calloc(1, sizeof(*gs) + (size_t)e->n * ETH_GSTRING_LEN);
 	e->names = calloc(e->n, ETH_GSTRING_LEN);
 	e->buf = calloc(1, sizeof(struct ethtool_stats) + e->n * sizeof(uint64_t));
 	if (!gs || !e->names || !e->buf)
-		fail("out of memory");
+		die("out of memory");
 	gs->cmd = ETHTOOL_GSTRINGS;
 	gs->string_set = ETH_SS_STATS;
 	gs->len = e->n;
@@ -138,7 +132,7 @@ uint64_t ethstats_get(const struct ethstats *e, const char *name)
 	for (uint32_t i = 0; i < e->n; i++)
 		if (!strcmp(e->names[i], name))
 			return st->data[i];
-	fail("%s has no ethtool statistic %s", e->ifname, name);
+	die("%s has no ethtool statistic %s", e->ifname, name);
 }
 
 void ethstats_close(struct ethstats *e)
@@ -170,7 +164,7 @@ uint64_t link_tx_packets(int nlfd, const char *ifname)
 	memcpy(RTA_DATA(a), ifname, nl);
 	req.nh.nlmsg_len = (uint32_t)(NLMSG_LENGTH(sizeof(req.ifi)) + RTA_ALIGN(a->rta_len));
 	if (send(nlfd, &req, req.nh.nlmsg_len, 0) < 0)
-		fail("RTM_GETLINK %s: %s", ifname, strerror(errno));
+		die("RTM_GETLINK %s: %s", ifname, strerror(errno));
 	n = recv(nlfd, buf, sizeof(buf), 0);
 	for (struct nlmsghdr *h = (struct nlmsghdr *)buf; n > 0 && NLMSG_OK(h, (size_t)n);
 	     h = NLMSG_NEXT(h, n)) {
@@ -189,7 +183,7 @@ uint64_t link_tx_packets(int nlfd, const char *ifname)
 				return st.tx_packets;
 			}
 	}
-	fail("RTM_GETLINK %s: no statistics in the answer", ifname);
+	die("RTM_GETLINK %s: no statistics in the answer", ifname);
 }
 
 /* ---- nftables counters -------------------------------------------------------- */
@@ -199,10 +193,10 @@ void nftcount_start(struct nftcount *n, const char *ns, int rt_prio)
 	int in[2], out[2];
 
 	if (pipe2(in, O_CLOEXEC) || pipe2(out, O_CLOEXEC))
-		fail("pipe: %s", strerror(errno));
+		die("pipe: %s", strerror(errno));
 	n->pid = fork();
 	if (n->pid < 0)
-		fail("fork: %s", strerror(errno));
+		die("fork: %s", strerror(errno));
 	if (n->pid == 0) {
 		struct sched_param sp = { .sched_priority = rt_prio };
 
@@ -218,7 +212,7 @@ void nftcount_start(struct nftcount *n, const char *ns, int rt_prio)
 	n->out = out[0];
 	n->len = 0;
 	if (!n->in)
-		fail("fdopen: %s", strerror(errno));
+		die("fdopen: %s", strerror(errno));
 }
 
 /* One line of nft's answer, waiting at most 5 s for it. */
@@ -259,7 +253,7 @@ void nftcount_read(struct nftcount *n, const char *table, const char *const *nam
 	/* The answer is the table block: it ends with "}" in column 0. */
 	for (int lines = 0; lines < 10000; lines++) {
 		if (!nft_line(n, line, sizeof(line)))
-			fail("nft -i did not answer 'list counters table %s'", table);
+			die("nft -i did not answer 'list counters table %s'", table);
 		if (line[0] == '}')
 			break;
 		char *c = strstr(line, "counter ");
@@ -282,7 +276,7 @@ void nftcount_read(struct nftcount *n, const char *table, const char *const *nam
 		}
 	}
 	if (found != count)
-		fail("nft: %d of %d counters of table %s found", found, count, table);
+		die("nft: %d of %d counters of table %s found", found, count, table);
 }
 
 void nftcount_stop(struct nftcount *n)

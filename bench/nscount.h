@@ -23,6 +23,9 @@
 #include <stdio.h>
 #include <sys/types.h>
 
+/* Move the calling thread into namespace ns (/run/netns/NS): 0 or
+ * -errno.  Only that thread moves. */
+int ns_enter(const char *ns);
 /* A socket(domain, type, proto) living in namespace ns (/run/netns/NS). */
 int ns_socket(const char *ns, int domain, int type, int proto);
 
