@@ -58,9 +58,10 @@
  * hooks and the drop - runs in one kernel thread, napi/fpID-N, pinned to
  * --rx-cpu (default 1) at SCHED_FIFO (it preempts tasks, as softirq does).
  * The echo server (tests/tools/probe serve) runs there too (it is the
- * protected host), SCHED_FIFO below the NAPI thread.  With --spin 1 (default) an idle-priority
- * thread keeps --rx-cpu out of HLT: on this VM a halted vCPU can take
- * longer to wake than the veth's 256-slot ring lasts at 1 Mpps.
+ * protected host), SCHED_FIFO below the NAPI thread.  With --spin 1
+ * (default) an idle-priority thread keeps --rx-cpu out of HLT: on this VM
+ * a halted vCPU can take longer to wake than the veth's 256-slot ring
+ * lasts at 1 Mpps.
  *
  * Flood (bench/flood_gen.h): BPF_PROG_TEST_RUN with
  * BPF_F_TEST_XDP_LIVE_FRAMES from a thread on --gen-cpu (default 0, nice
@@ -114,6 +115,7 @@
  *
  * Every wait is bounded; every phase ends after its seconds.  Output: the
  * tables, then whether each target of issue 7 is met, per flood phase.
+ * Exit 0, 2 on any failure (after removing what the run made).
  */
 #include <arpa/inet.h>
 #include <ctype.h>
