@@ -235,6 +235,26 @@ static void nap(double s)
 	}
 }
 
+/* A shell command's wait status (-1: it could not run).  Not system():
+ * that ignores SIGINT while the command runs, and a Ctrl-C during a long
+ * `nft -f` would be lost. */
+static int run_sh(const char *cmd)
+{
+	pid_t pid = fork();
+	int st;
+
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+		_exit(127);
+	}
+	while (waitpid(pid, &st, 0) < 0)
+		if (errno != EINTR)
+			return -1;
+	return st;
+}
+
 static void sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void sh(const char *fmt, ...)
 {
@@ -245,7 +265,7 @@ static void sh(const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(cmd, sizeof(cmd), fmt, ap);
 	va_end(ap);
-	rc = system(cmd);
+	rc = run_sh(cmd);
 	if (interrupted || (rc != -1 && WIFSIGNALED(rc)))
 		die("interrupted");
 	if (rc)
@@ -414,9 +434,7 @@ static void teardown(void)
 		snprintf(cmd, sizeof(cmd), "ip netns del %s 2>/dev/null; "
 			 "ip netns del %s 2>/dev/null; ip netns del %s 2>/dev/null",
 			 R.atk, R.host, R.cli);
-		if (system(cmd)) {
-			/* best effort: the names are unique to this run */
-		}
+		run_sh(cmd); /* best effort: the names are unique to this run */
 		R.topo_up = false;
 	}
 }
