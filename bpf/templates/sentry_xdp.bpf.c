@@ -95,15 +95,13 @@ const volatile __u32 sn_port_tables = 0;
  * Generations (bpf/sentry_abi.h, SPEC.md 4.3): entries per generation of
  * each classification array, set by the loader.  Generation g of a map
  * holds its entries at [g * cap, (g + 1) * cap); indexes inside entries
- * (trie children, first ranges) are relative to the generation, so both
+ * (trie children, leaf blocks) are relative to the generation, so both
  * generations hold the same bytes.
  */
 const volatile __u32 sn_cap_decisions = 32;
 const volatile __u32 sn_cap_limits = 32;
-const volatile __u32 sn_cap_src4_nodes = 32;
-const volatile __u32 sn_cap_src4_ranges = 32;
+const volatile __u32 sn_cap_src4_nodes = 32; /* elements (two words each) */
 const volatile __u32 sn_cap_src6_nodes = 32;
-const volatile __u32 sn_cap_src6_ranges = 32;
 #define SN_CAP_PROTO 256u
 #define SN_CAP_PORTS (SN_PORT_TABLES * SN_PORTS_PER_TABLE)
 
@@ -136,37 +134,27 @@ struct {
 } sn_lpm6_g0 SEC(".maps"), sn_lpm6_g1 SEC(".maps");
 
 /*
- * The range tries (bpf/sentry_abi.h, SPEC.md 4): what the compiler chose
- * instead of the LPM tries for a family, unless nodes[0] says
- * SN_SRC_USE_LPM.  Sized by the loader from the image.
+ * The range tries (bpf/sentry_abi.h, SPEC.md 4.2): what the compiler chose
+ * instead of the LPM tries for a family, unless word 0 says
+ * SN_SRC_USE_LPM.  Node entries and leaf blocks in one array of u32 words,
+ * two per element: word i is half i & 1 of element i >> 1 (an array
+ * pads every value to 8 bytes, so u32 values would take twice the
+ * memory and spread a block over twice the cache lines).  Sized by the
+ * loader from the image.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 64);
 	__type(key, __u32);
-	__type(value, __u32);
+	__type(value, __u64); /* two words: the kernel pads smaller values to 8 */
 } sn_src4_nodes SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 64);
 	__type(key, __u32);
-	__type(value, struct sn_src_range_v4);
-} sn_src4_ranges SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 64);
-	__type(key, __u32);
-	__type(value, __u32);
+	__type(value, __u64); /* two words: the kernel pads smaller values to 8 */
 } sn_src6_nodes SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 64);
-	__type(key, __u32);
-	__type(value, struct sn_src_range_v6);
-} sn_src6_ranges SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -606,19 +594,36 @@ __noinline int sn_decide(struct xdp_md *ctx, const struct sn_l3 *l3)
 #define SN_SRC_LPM (-2)    /* this family uses the LPM trie */
 
 /*
- * Entry of nodes[idx], or SN_SRC_USE_LPM as "missing" (never a valid
- * entry below the root).
+ * Word idx of a range trie's generation (its elements start at base, cap
+ * of them) into *w; 0, or -1 when outside the generation.
+ */
+static __always_inline int src_word(void *nodes, __u32 base, __u32 cap,
+				    __u32 idx, __u32 *w)
+{
+	__u32 k = idx >> 1;
+	__u32 *p;
+
+	if (k >= cap)
+		return -1;
+	k += base;
+	p = bpf_map_lookup_elem(nodes, &k);
+
+	if (!p)
+		return -1;
+	*w = p[idx & 1];
+	return 0;
+}
+
+/*
+ * Entry idx, or SN_SRC_USE_LPM as "missing" (never a valid entry below
+ * the root).
  */
 static __always_inline __u32 src_entry(void *nodes, __u32 base, __u32 cap,
 				       __u32 idx)
 {
-	__u32 *e;
+	__u32 e;
 
-	if (idx >= cap)
-		return SN_SRC_USE_LPM;
-	idx += base;
-	e = bpf_map_lookup_elem(nodes, &idx);
-	return e ? *e : SN_SRC_USE_LPM;
+	return src_word(nodes, base, cap, idx, &e) ? SN_SRC_USE_LPM : e;
 }
 
 /*
@@ -629,12 +634,10 @@ static __always_inline __u32 src_entry(void *nodes, __u32 base, __u32 cap,
  */
 __noinline int sn_src_class_v4(__u32 addr, __u32 gen)
 {
-	const __u32 nbase = (gen & 1) * sn_cap_src4_nodes;
-	const __u32 rbase = (gen & 1) * sn_cap_src4_ranges;
-	struct sn_src_range_v4 *r;
-	__u32 e, d = 0, first, n, idx, cls, i;
+	const __u32 cap = sn_cap_src4_nodes, base = (gen & 1) * cap;
+	__u32 e, d = 0, p, n, cls, st, a, i;
 
-	e = src_entry(&sn_src4_nodes, nbase, sn_cap_src4_nodes, 0);
+	e = src_entry(&sn_src4_nodes, base, cap, 0);
 	if (e == SN_SRC_USE_LPM)
 		return SN_SRC_LPM;
 	for (i = 1; i < SN_SRC_MAX_READS_V4 && (e & SN_SRC_CHILD); i++) {
@@ -643,7 +646,7 @@ __noinline int sn_src_class_v4(__u32 addr, __u32 gen)
 
 		if (d + s > 32)
 			return SN_SRC_ABORT;
-		e = src_entry(&sn_src4_nodes, nbase, sn_cap_src4_nodes,
+		e = src_entry(&sn_src4_nodes, base, cap,
 			      (e & SN_SRC_INDEX_MASK) + (__u32)(window >> (64 - s)));
 		if (e == SN_SRC_USE_LPM)
 			return SN_SRC_ABORT;
@@ -651,86 +654,120 @@ __noinline int sn_src_class_v4(__u32 addr, __u32 gen)
 	}
 	if (e & SN_SRC_CHILD)
 		return SN_SRC_ABORT;
-	/*
-	 * The leaf's ranges, in address order: the first holds the region's
-	 * start, each next one takes over from its start on.  A forward scan
-	 * rather than a bisection: its loads do not depend on each other, so
-	 * the CPU overlaps their cache misses, and they are adjacent.
-	 */
-	first = e & SN_SRC_INDEX_MASK;
 	n = ((e >> SN_SRC_SPAN_SHIFT) & SN_SRC_SPAN_MASK) + 1;
 	if (n == 1)
-		return (int)first; /* a one-range leaf is the class itself */
-	if (first + n > sn_cap_src4_ranges)
+		return (int)(e & SN_SRC_INDEX_MASK); /* the class itself */
+	/* IPv4 blocks hold one-word starts (format 0) only. */
+	if ((e >> SN_SRC_FMT_SHIFT) & SN_SRC_FMT_MASK)
 		return SN_SRC_ABORT;
-	idx = rbase + first;
-	r = bpf_map_lookup_elem(&sn_src4_ranges, &idx);
-	if (!r)
+	/*
+	 * The leaf block, in address order: the first range holds the
+	 * region's start, each next one takes over from its start on.  A
+	 * forward scan over adjacent words: its loads do not depend on
+	 * each other, and they sit right after the node that led here.
+	 */
+	a = (__u32)(((__u64)addr << 32 << d) >> 32); /* bits d..d+31 */
+	p = e & SN_SRC_BLOCK_MASK;
+	if (src_word(&sn_src4_nodes, base, cap, p, &cls))
 		return SN_SRC_ABORT;
-	cls = r->class_id;
 	for (i = 1; i < SN_SRC_LEAF_MAX && i < n; i++) {
-		idx = rbase + first + i;
-		r = bpf_map_lookup_elem(&sn_src4_ranges, &idx);
-		if (!r)
+		if (src_word(&sn_src4_nodes, base, cap, p + 1, &st))
 			return SN_SRC_ABORT;
-		if (r->start > addr)
+		if (st > a)
 			break;
-		cls = r->class_id;
+		if (src_word(&sn_src4_nodes, base, cap, p + 2, &cls))
+			return SN_SRC_ABORT;
+		p += 2;
 	}
 	return (int)(cls & 0x7fffffff);
+}
+
+/* The 64 address bits from bit d on (0 past the end). */
+static __always_inline __u64 v6_window(__u64 ahi, __u64 alo, __u32 d)
+{
+	if (d == 0)
+		return ahi;
+	if (d < 64)
+		return ahi << d | alo >> (64 - d);
+	if (d < 128)
+		return alo << (d - 64);
+	return 0;
 }
 
 /* The same for IPv6: the address as two host-order halves. */
 __noinline int sn_src_class_v6(__u64 ahi, __u64 alo, __u32 gen)
 {
-	const __u32 nbase = (gen & 1) * sn_cap_src6_nodes;
-	const __u32 rbase = (gen & 1) * sn_cap_src6_ranges;
-	struct sn_src_range_v6 *r;
-	__u32 e, d = 0, first, n, idx, cls, i;
+	const __u32 cap = sn_cap_src6_nodes, base = (gen & 1) * cap;
+	__u32 e, d = 0, p, n, f, cls, w0, w1, w2, w3, i;
+	__u64 wh, wl, sh, sl;
 
-	e = src_entry(&sn_src6_nodes, nbase, sn_cap_src6_nodes, 0);
+	e = src_entry(&sn_src6_nodes, base, cap, 0);
 	if (e == SN_SRC_USE_LPM)
 		return SN_SRC_LPM;
 	for (i = 1; i < SN_SRC_MAX_READS_V6 && (e & SN_SRC_CHILD); i++) {
 		__u32 s = ((e >> SN_SRC_SPAN_SHIFT) & SN_SRC_SPAN_MASK) + 1;
-		__u64 window;
 
 		if (d + s > 128)
 			return SN_SRC_ABORT;
-		/* The 64 bits from bit d on (d < 128 here). */
-		if (d == 0)
-			window = ahi;
-		else if (d < 64)
-			window = ahi << d | alo >> (64 - d);
-		else
-			window = alo << (d - 64);
-		e = src_entry(&sn_src6_nodes, nbase, sn_cap_src6_nodes,
-			      (e & SN_SRC_INDEX_MASK) + (__u32)(window >> (64 - s)));
+		e = src_entry(&sn_src6_nodes, base, cap,
+			      (e & SN_SRC_INDEX_MASK) +
+				      (__u32)(v6_window(ahi, alo, d) >> (64 - s)));
 		if (e == SN_SRC_USE_LPM)
 			return SN_SRC_ABORT;
 		d += s;
 	}
 	if (e & SN_SRC_CHILD)
 		return SN_SRC_ABORT;
-	first = e & SN_SRC_INDEX_MASK;
 	n = ((e >> SN_SRC_SPAN_SHIFT) & SN_SRC_SPAN_MASK) + 1;
 	if (n == 1)
-		return (int)first; /* a one-range leaf is the class itself */
-	if (first + n > sn_cap_src6_ranges)
+		return (int)(e & SN_SRC_INDEX_MASK); /* the class itself */
+	f = (e >> SN_SRC_FMT_SHIFT) & SN_SRC_FMT_MASK;
+	p = e & SN_SRC_BLOCK_MASK;
+	wh = v6_window(ahi, alo, d);
+	if (src_word(&sn_src6_nodes, base, cap, p, &cls))
 		return SN_SRC_ABORT;
-	idx = rbase + first;
-	r = bpf_map_lookup_elem(&sn_src6_ranges, &idx);
-	if (!r)
+	/* One scan per start format: 1, 2 or 4 words per start. */
+	if (f == 0) {
+		__u32 a = (__u32)(wh >> 32);
+
+		for (i = 1; i < SN_SRC_LEAF_MAX && i < n; i++) {
+			if (src_word(&sn_src6_nodes, base, cap, p + 1, &w0))
+				return SN_SRC_ABORT;
+			if (w0 > a)
+				break;
+			if (src_word(&sn_src6_nodes, base, cap, p + 2, &cls))
+				return SN_SRC_ABORT;
+			p += 2;
+		}
+	} else if (f == 1) {
+		for (i = 1; i < SN_SRC_LEAF_MAX && i < n; i++) {
+			if (src_word(&sn_src6_nodes, base, cap, p + 1, &w0) ||
+			    src_word(&sn_src6_nodes, base, cap, p + 2, &w1))
+				return SN_SRC_ABORT;
+			if (((__u64)w0 << 32 | w1) > wh)
+				break;
+			if (src_word(&sn_src6_nodes, base, cap, p + 3, &cls))
+				return SN_SRC_ABORT;
+			p += 3;
+		}
+	} else if (f == 2) {
+		wl = v6_window(ahi, alo, d + 64);
+		for (i = 1; i < SN_SRC_LEAF_MAX && i < n; i++) {
+			if (src_word(&sn_src6_nodes, base, cap, p + 1, &w0) ||
+			    src_word(&sn_src6_nodes, base, cap, p + 2, &w1) ||
+			    src_word(&sn_src6_nodes, base, cap, p + 3, &w2) ||
+			    src_word(&sn_src6_nodes, base, cap, p + 4, &w3))
+				return SN_SRC_ABORT;
+			sh = (__u64)w0 << 32 | w1;
+			sl = (__u64)w2 << 32 | w3;
+			if (sh > wh || (sh == wh && sl > wl))
+				break;
+			if (src_word(&sn_src6_nodes, base, cap, p + 5, &cls))
+				return SN_SRC_ABORT;
+			p += 5;
+		}
+	} else {
 		return SN_SRC_ABORT;
-	cls = r->class_id;
-	for (i = 1; i < SN_SRC_LEAF_MAX && i < n; i++) {
-		idx = rbase + first + i;
-		r = bpf_map_lookup_elem(&sn_src6_ranges, &idx);
-		if (!r)
-			return SN_SRC_ABORT;
-		if (r->hi > ahi || (r->hi == ahi && r->lo > alo))
-			break;
-		cls = r->class_id;
 	}
 	return (int)(cls & 0x7fffffff);
 }
