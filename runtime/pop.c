@@ -1406,11 +1406,21 @@ static int check_image(const struct sn_pop *p, const struct sn_image *img,
 			return sn_fail(err, errlen, -EINVAL,
 				       "policy image: port run %zu invalid", i);
 	}
-	for (uint32_t i = 0; i < SN_POP_PROTO; i++)
+	/*
+	 * The program reads the TCP and UDP port tables without sn_proto
+	 * (bpf/templates/sentry_xdp.bpf.c, sn_decide): a table in use must be
+	 * that protocol's, and no other protocol may use one.
+	 */
+	for (uint32_t i = 0; i < SN_POP_PROTO; i++) {
+		uint32_t own = i == 6 ? SN_PORT_TABLE_TCP :
+			       i == 17 ? SN_PORT_TABLE_UDP : SN_PORT_TABLE_NONE;
+		bool in_use = own && (c->port_tables & (1u << own));
+
 		if (img->proto[i].l4_noport >= img->n_l4 ||
-		    img->proto[i].port_table > SN_PORT_TABLES)
+		    img->proto[i].port_table != (in_use ? own : SN_PORT_TABLE_NONE))
 			return sn_fail(err, errlen, -EINVAL,
 				       "policy image: protocol %u entry invalid", i);
+	}
 	for (uint64_t i = 0; i < n_dec; i++) {
 		const struct sn_decision *d = &img->decisions[i];
 

@@ -4,12 +4,12 @@
  *
  * Per packet: parse once, read the active generation (sn_gen, SPEC.md
  * 4.3) once, one source lookup (by family: the range trie or LPM trie the
- * compiler chose, SPEC.md 4) -> source class, one L4 class (sn_proto, and
- * sn_ports for a port-table protocol), one decision lookup, one per-CPU
- * counter update.  Every lookup of a packet is in the generation read at
- * its start, so a reload that flips sn_gen never shows a packet a mix of
- * two policies.  The work is the same for 1 rule or 100k rules: the
- * compiler folded the policy into these tables.
+ * compiler chose, SPEC.md 4) -> source class, one L4 class (sn_ports for
+ * TCP/UDP with a port table in use, else sn_proto), one decision lookup,
+ * one per-CPU counter update.  Every lookup of a packet is in the
+ * generation read at its start, so a reload that flips sn_gen never shows
+ * a packet a mix of two policies.  The work is the same for 1 rule or
+ * 100k rules: the compiler folded the policy into these tables.
  *
  * Packet classes (SPEC.md "Packet classes" is copied from this list; keep
  * them in step):
@@ -351,7 +351,11 @@ static __always_inline __u32 l4_min_len(__u32 proto)
  * checks each once, for any argument values, instead of once per parser
  * path that reaches it (VLAN depth x IPv6 extension chain shapes).  That
  * keeps verification small and independent of how many parser outcomes
- * there are; the cost is one BPF-to-BPF call per stage.
+ * there are; the cost is one BPF-to-BPF call per stage.  The source
+ * lookups are inlined into the family parsers instead (one call less per
+ * packet; verification grows by ~1.5k instructions), while inlining
+ * sn_decide as well would be verified once per lookup outcome (~320k
+ * instructions): it stays a global function.
  */
 
 /* ---- rate limits ------------------------------------------------------- */
@@ -530,30 +534,35 @@ __noinline int sn_decide(struct xdp_md *ctx, const struct sn_l3 *l3)
 			return malformed(ctx);
 	}
 
-	idx = gen * SN_CAP_PROTO + proto;
-	pe = bpf_map_lookup_elem(&sn_proto, &idx);
-	if (!pe)
-		return XDP_ABORTED;
-	l4 = pe->l4_noport;
-	table = pe->port_table;
 	/*
-	 * sn_port_tables is rodata: the verifier knows it, and with no table
-	 * in use the port path below is dead code it removes (tested first
-	 * on its own: "mask & (1 << unknown)" would hide that it is 0).
+	 * TCP and UDP with their port table in use (whole packets and first
+	 * fragments): the L4 class is the port table's entry, so sn_proto is
+	 * not read (the loader checks that exactly these protocols use these
+	 * tables, runtime/pop.c).  sn_port_tables is rodata: the verifier
+	 * knows it, and with no table in use the port path is dead code it
+	 * removes (tested first on its own: "mask & (1 << unknown)" would
+	 * hide that it is 0).
 	 */
+	table = proto == IPPROTO_TCP ? SN_PORT_TABLE_TCP :
+		proto == IPPROTO_UDP ? SN_PORT_TABLE_UDP : SN_PORT_TABLE_NONE;
 	if (sn_port_tables && table != SN_PORT_TABLE_NONE &&
-	    table <= SN_PORT_TABLES && (sn_port_tables & (1u << table)) &&
-	    !l3->frag_off) {
+	    (sn_port_tables & (1u << table)) && !l3->frag_off) {
 		/* TCP and UDP both carry the destination port at offset 2. */
 		dport = pkt_ptr(ctx, l3->l4_off + 2, sizeof(*dport));
 		if (!dport)
-			return malformed(ctx); /* a port table without min len */
+			return malformed(ctx); /* cannot happen: min len above */
 		idx = gen * SN_CAP_PORTS + (table - 1) * SN_PORTS_PER_TABLE +
 		      bpf_ntohs(*dport);
 		cls = bpf_map_lookup_elem(&sn_ports, &idx);
 		if (!cls)
 			return XDP_ABORTED;
 		l4 = *cls;
+	} else {
+		idx = gen * SN_CAP_PROTO + proto;
+		pe = bpf_map_lookup_elem(&sn_proto, &idx);
+		if (!pe)
+			return XDP_ABORTED;
+		l4 = pe->l4_noport;
 	}
 	if (l4 >= sn_l4_stride)
 		return XDP_ABORTED;
@@ -615,6 +624,23 @@ static __always_inline int src_word(void *nodes, __u32 base, __u32 cap,
 }
 
 /*
+ * Word idx of a leaf block already checked to lie inside the generation
+ * (the map's own bound is all that is left to test): the scans read many
+ * words, so each costs as few instructions as it can.
+ */
+static __always_inline int blk_word(void *nodes, __u32 base, __u32 idx,
+				    __u32 *w)
+{
+	__u32 k = base + (idx >> 1);
+	__u32 *p = bpf_map_lookup_elem(nodes, &k);
+
+	if (!p)
+		return -1;
+	*w = p[idx & 1];
+	return 0;
+}
+
+/*
  * Entry idx, or SN_SRC_USE_LPM as "missing" (never a valid entry below
  * the root).
  */
@@ -631,11 +657,13 @@ static __always_inline __u32 src_entry(void *nodes, __u32 base, __u32 cap,
  * follow child entries, SN_SRC_STRIDE_MAX bits at most per node, to a leaf
  * of at most SN_SRC_LEAF_MAX ranges, then take the last of them that
  * starts at or before the address.  compiler/srcmap.c walks the same.
+ * Inlined into the parser (one call less per packet; the verifier walks
+ * it once per parser outcome, which is few for IPv4).
  */
-__noinline int sn_src_class_v4(__u32 addr, __u32 gen)
+static __always_inline int sn_src_class_v4(__u32 addr, __u32 gen)
 {
 	const __u32 cap = sn_cap_src4_nodes, base = (gen & 1) * cap;
-	__u32 e, d = 0, p, n, cls, st, a, i;
+	__u32 e, d = 0, p, n, j, cls, st, a, i;
 
 	e = src_entry(&sn_src4_nodes, base, cap, 0);
 	if (e == SN_SRC_USE_LPM)
@@ -661,24 +689,27 @@ __noinline int sn_src_class_v4(__u32 addr, __u32 gen)
 	if ((e >> SN_SRC_FMT_SHIFT) & SN_SRC_FMT_MASK)
 		return SN_SRC_ABORT;
 	/*
-	 * The leaf block, in address order: the first range holds the
-	 * region's start, each next one takes over from its start on.  A
-	 * forward scan over adjacent words: its loads do not depend on
-	 * each other, and they sit right after the node that led here.
+	 * The leaf block {class, (start, class) * (n - 1)}, in address
+	 * order: the first range holds the region's start, each next one
+	 * takes over from its start on.  Checked once to lie inside the
+	 * generation; then a forward scan over the starts only (adjacent
+	 * words, loads independent of each other), and one read of the
+	 * class of the last range that starts at or before the address.
 	 */
-	a = (__u32)(((__u64)addr << 32 << d) >> 32); /* bits d..d+31 */
 	p = e & SN_SRC_BLOCK_MASK;
-	if (src_word(&sn_src4_nodes, base, cap, p, &cls))
+	if (p + 2 * n - 1 > 2 * cap)
 		return SN_SRC_ABORT;
+	a = (__u32)(((__u64)addr << 32 << d) >> 32); /* bits d..d+31 */
+	j = 0;
 	for (i = 1; i < SN_SRC_LEAF_MAX && i < n; i++) {
-		if (src_word(&sn_src4_nodes, base, cap, p + 1, &st))
+		if (blk_word(&sn_src4_nodes, base, p + 2 * i - 1, &st))
 			return SN_SRC_ABORT;
 		if (st > a)
 			break;
-		if (src_word(&sn_src4_nodes, base, cap, p + 2, &cls))
-			return SN_SRC_ABORT;
-		p += 2;
+		j = i;
 	}
+	if (blk_word(&sn_src4_nodes, base, p + 2 * j, &cls))
+		return SN_SRC_ABORT;
 	return (int)(cls & 0x7fffffff);
 }
 
@@ -695,10 +726,10 @@ static __always_inline __u64 v6_window(__u64 ahi, __u64 alo, __u32 d)
 }
 
 /* The same for IPv6: the address as two host-order halves. */
-__noinline int sn_src_class_v6(__u64 ahi, __u64 alo, __u32 gen)
+static __always_inline int sn_src_class_v6(__u64 ahi, __u64 alo, __u32 gen)
 {
 	const __u32 cap = sn_cap_src6_nodes, base = (gen & 1) * cap;
-	__u32 e, d = 0, p, n, f, cls, w0, w1, w2, w3, i;
+	__u32 e, d = 0, p, n, f, w, j, cls, w0, w1, w2, w3, i;
 	__u64 wh, wl, sh, sl;
 
 	e = src_entry(&sn_src6_nodes, base, cap, 0);
@@ -722,53 +753,52 @@ __noinline int sn_src_class_v6(__u64 ahi, __u64 alo, __u32 gen)
 	if (n == 1)
 		return (int)(e & SN_SRC_INDEX_MASK); /* the class itself */
 	f = (e >> SN_SRC_FMT_SHIFT) & SN_SRC_FMT_MASK;
-	p = e & SN_SRC_BLOCK_MASK;
-	wh = v6_window(ahi, alo, d);
-	if (src_word(&sn_src6_nodes, base, cap, p, &cls))
+	if (f > 2)
 		return SN_SRC_ABORT;
+	w = 1u << f; /* words per start */
+	p = e & SN_SRC_BLOCK_MASK;
+	/* The block {class, (start, class) * (n - 1)} inside the generation. */
+	if (p + n + (n - 1) * w > 2 * cap)
+		return SN_SRC_ABORT;
+	wh = v6_window(ahi, alo, d);
+	j = 0;
 	/* One scan per start format: 1, 2 or 4 words per start. */
 	if (f == 0) {
 		__u32 a = (__u32)(wh >> 32);
 
 		for (i = 1; i < SN_SRC_LEAF_MAX && i < n; i++) {
-			if (src_word(&sn_src6_nodes, base, cap, p + 1, &w0))
+			if (blk_word(&sn_src6_nodes, base, p + 2 * i - 1, &w0))
 				return SN_SRC_ABORT;
 			if (w0 > a)
 				break;
-			if (src_word(&sn_src6_nodes, base, cap, p + 2, &cls))
-				return SN_SRC_ABORT;
-			p += 2;
+			j = i;
 		}
 	} else if (f == 1) {
 		for (i = 1; i < SN_SRC_LEAF_MAX && i < n; i++) {
-			if (src_word(&sn_src6_nodes, base, cap, p + 1, &w0) ||
-			    src_word(&sn_src6_nodes, base, cap, p + 2, &w1))
+			if (blk_word(&sn_src6_nodes, base, p + 3 * i - 2, &w0) ||
+			    blk_word(&sn_src6_nodes, base, p + 3 * i - 1, &w1))
 				return SN_SRC_ABORT;
 			if (((__u64)w0 << 32 | w1) > wh)
 				break;
-			if (src_word(&sn_src6_nodes, base, cap, p + 3, &cls))
-				return SN_SRC_ABORT;
-			p += 3;
+			j = i;
 		}
-	} else if (f == 2) {
+	} else {
 		wl = v6_window(ahi, alo, d + 64);
 		for (i = 1; i < SN_SRC_LEAF_MAX && i < n; i++) {
-			if (src_word(&sn_src6_nodes, base, cap, p + 1, &w0) ||
-			    src_word(&sn_src6_nodes, base, cap, p + 2, &w1) ||
-			    src_word(&sn_src6_nodes, base, cap, p + 3, &w2) ||
-			    src_word(&sn_src6_nodes, base, cap, p + 4, &w3))
+			if (blk_word(&sn_src6_nodes, base, p + 5 * i - 4, &w0) ||
+			    blk_word(&sn_src6_nodes, base, p + 5 * i - 3, &w1) ||
+			    blk_word(&sn_src6_nodes, base, p + 5 * i - 2, &w2) ||
+			    blk_word(&sn_src6_nodes, base, p + 5 * i - 1, &w3))
 				return SN_SRC_ABORT;
 			sh = (__u64)w0 << 32 | w1;
 			sl = (__u64)w2 << 32 | w3;
 			if (sh > wh || (sh == wh && sl > wl))
 				break;
-			if (src_word(&sn_src6_nodes, base, cap, p + 5, &cls))
-				return SN_SRC_ABORT;
-			p += 5;
+			j = i;
 		}
-	} else {
-		return SN_SRC_ABORT;
 	}
+	if (blk_word(&sn_src6_nodes, base, p + j * (w + 1), &cls))
+		return SN_SRC_ABORT;
 	return (int)(cls & 0x7fffffff);
 }
 
