@@ -269,6 +269,14 @@ static int ceil_log2(size_t v)
 	return l;
 }
 
+/*
+ * A trie of at most this many ranges takes a root of 4 slots per range
+ * (at most 2^12 words, 16 KiB) instead of 1 per 4 ranges: most regions
+ * then hold one range, whose class the root entry carries, so a lookup
+ * reads one word instead of a node entry and a leaf block.
+ */
+#define SN_SRC_SMALL_TRIE 1024u
+
 static int clamp(int v, int lo, int hi)
 {
 	return v < lo ? lo : v > hi ? hi : v;
@@ -296,7 +304,9 @@ static int64_t build(struct builder *b, int d, u128 lo, size_t first,
 	}
 	if (reads >= max_reads(b->family) || d >= b->w)
 		return -E2BIG; /* cannot happen: count > 16 needs >= 5 bits */
-	if (d == 0)
+	if (d == 0 && count <= SN_SRC_SMALL_TRIE)
+		s = ceil_log2(count) + 2;
+	else if (d == 0)
 		s = clamp(ceil_log2(count) - 2, 1, (int)SN_SRC_STRIDE_MAX);
 	else
 		s = clamp(ceil_log2(count) - 2, 4, 8);
