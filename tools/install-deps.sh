@@ -13,6 +13,7 @@ packages=(
 	iproute2 iputils-ping procps kmod
 	nftables xdp-tools
 	systemd python3-yaml
+	chromium chromium-driver jq curl
 )
 
 missing=()
