@@ -1,7 +1,8 @@
 # W3C WebDriver over curl: Debian's chromedriver driving Debian's headless
-# chromium, with nothing from npm or PyPI.  Source it; wd_start may be
-# called in a network namespace (nsenter --net) so the browser reaches
-# addresses that exist only there.  Every call is bounded in time.
+# chromium, with nothing from npm or PyPI.  Source it.  With WD_NS set, the
+# driver, the browser and every request run in that network namespace
+# (nsenter --net, host mount namespace), so the browser reaches addresses
+# that exist only there.  Every call is bounded in time.
 #
 #   wd_start DIR            chromedriver on a free loopback port, a session
 #   wd_get URL              navigate (waits for the load event)
@@ -13,13 +14,21 @@
 
 wd_port= wd_sid= wd_pid= wd_dir=
 
+_wd_in() {
+	if [[ -n ${WD_NS:-} ]]; then
+		nsenter --net="/run/netns/$WD_NS" "$@"
+	else
+		"$@"
+	fi
+}
+
 _wd() { # METHOD PATH [JSON]
 	local data=${3:-}
 	if [[ -n $data ]]; then
-		curl -sS --max-time 30 -X "$1" -H 'Content-Type: application/json' \
+		_wd_in curl -sS --max-time 30 -X "$1" -H 'Content-Type: application/json' \
 			-d "$data" "http://127.0.0.1:$wd_port$2"
 	else
-		curl -sS --max-time 30 -X "$1" "http://127.0.0.1:$wd_port$2"
+		_wd_in curl -sS --max-time 30 -X "$1" "http://127.0.0.1:$wd_port$2"
 	fi
 }
 
@@ -27,7 +36,7 @@ wd_start() {
 	wd_dir=$1
 	mkdir -p "$wd_dir/profile"
 	wd_port=$((20000 + RANDOM % 20000))
-	chromedriver --port="$wd_port" --allowed-ips=127.0.0.1 \
+	_wd_in chromedriver --port="$wd_port" --allowed-ips=127.0.0.1 \
 		--log-path="$wd_dir/chromedriver.log" >/dev/null 2>&1 &
 	wd_pid=$!
 	local i
