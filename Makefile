@@ -157,6 +157,7 @@ fuzz: fuzz-build
 # Rewrite expected golden outputs from the current build (review the diff!).
 golden-update: all
 	UPDATE=1 ./tests/golden/run.sh
+	$(BUILD)/tests/unit/test_metrics --print > tests/golden/metrics/exposition.prom
 
 # ---- demo --------------------------------------------------------------------
 demo: all

@@ -511,7 +511,7 @@ static void walk_api(struct walk *w, const yaml_node_t *map)
 	}
 	if (v[1]) {
 		size_t before = w->d->n;
-		set_path(w, v[1], "token_file", &w->cfg->token_file, true);
+		set_path(w, v[1], "token_file", &w->cfg->token_file, false);
 		if (w->d->n == before) {
 			char err[PATH_MAX + 128], hint[PATH_MAX + 64];
 			if (sn_token_read(w->cfg->token_file, NULL, err, sizeof(err),
