@@ -356,18 +356,19 @@ static void post_reload(struct sn_rt *rt, const struct sn_api_req *q,
 				     jerr.text, jerr.line, jerr.column);
 			return;
 		}
-		bool obj = json_is_object(b);
-		const char *key = obj ? json_object_iter_key(json_object_iter(b)) :
-					NULL;
-		json_decref(b);
-		if (!obj) {
+		if (!json_is_object(b)) {
+			json_decref(b);
 			sn_api_error(r, 400, "the body must be a JSON object");
 			return;
 		}
+		const char *key = json_object_iter_key(json_object_iter(b));
 		if (key) {
+			/* key lives in b: report before letting go of it */
 			sn_api_error(r, 400, "unknown field '%s'", key);
+			json_decref(b);
 			return;
 		}
+		json_decref(b);
 	}
 	if (!rt->reload) {
 		sn_api_error(r, 503, "reloads are not available");
