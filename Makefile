@@ -15,7 +15,10 @@ WARN     := -Wall -Wextra -Werror
 OPT      ?= -O2 -g
 SAN      ?=
 CFLAGS   := $(CSTD) $(WARN) $(OPT) $(SAN) -I. -I$(GEN) -MMD -MP
-LDLIBS   := -lbpf -lelf -lz -lcrypto
+# libyaml: sentryd's configuration; libmicrohttpd: its HTTP server;
+# jansson: the REST API's JSON (and sentryctl's reading of it); libsystemd:
+# sd_notify; libcurl (sentryctl only): the API client.
+LDLIBS   := -lbpf -lelf -lz -lcrypto -lyaml -lmicrohttpd -ljansson -lsystemd
 LDFLAGS  := $(SAN)
 # Generated lexer/parser code is not ours to lint.
 GEN_CFLAGS := $(CSTD) -Wall -Werror -Wno-unused-function -Wno-sign-compare \
@@ -65,6 +68,13 @@ $(GEN)/%.skel.h: $(BUILD)/bpf/%.bpf.o | $(GEN)
 	$(BPFTOOL) gen skeleton $< name $(subst -,_,$*) > $@.tmp && mv $@.tmp $@
 $(RUNTIME_OBJ): $(SKELS)
 
+# The dashboard page, compiled into sentryd when runtime/dashboard.html
+# exists at build time (GET / and /dashboard; 404 otherwise).
+DASHBOARD := $(wildcard runtime/dashboard.html)
+$(GEN)/dashboard_html.h: $(DASHBOARD) tools/embed.sh | $(GEN)
+	./tools/embed.sh sn_dashboard_html $(DASHBOARD) > $@.tmp && mv $@.tmp $@
+$(BUILD)/runtime/api.o: $(GEN)/dashboard_html.h
+
 # ---- userspace ---------------------------------------------------------------
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -79,7 +89,7 @@ $(BUILD)/sentry-compile: $(BUILD)/compiler/main.o $(LIBRUNTIME) $(LIBCOMPILER)
 $(BUILD)/sentryd: $(BUILD)/runtime/sentryd.o $(LIBRUNTIME) $(LIBCOMPILER)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 $(BUILD)/sentryctl: $(BUILD)/runtime/sentryctl.o $(LIBRUNTIME) $(LIBCOMPILER)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcurl
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(LIBRUNTIME) $(LIBCOMPILER)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 $(BUILD)/tests/%.o: tests/%.c $(SKELS)
@@ -147,6 +157,7 @@ fuzz: fuzz-build
 # Rewrite expected golden outputs from the current build (review the diff!).
 golden-update: all
 	UPDATE=1 ./tests/golden/run.sh
+	$(BUILD)/tests/unit/test_metrics --print > tests/golden/metrics/exposition.prom
 
 # ---- demo --------------------------------------------------------------------
 demo: all

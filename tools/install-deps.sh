@@ -10,6 +10,8 @@ packages=(
 	libssl-dev
 	flex bison
 	libyaml-dev
+	libmicrohttpd-dev libjansson-dev libsystemd-dev libcurl4-openssl-dev
+	curl jq prometheus
 	iproute2 iputils-ping procps kmod
 	nftables xdp-tools
 	systemd python3-yaml
