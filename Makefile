@@ -230,7 +230,7 @@ install: $(BINS)
 	install -m 0644 deploy/grafana/* $(DESTDIR)$(DOCDIR)/grafana
 	install -d -m 0700 $(CONFDIR)
 	test -e $(CONFDIR)/sentryd.yaml || \
-		install -m 0600 deploy/sentryd.yaml $(CONFDIR)/sentryd.yaml
+		install -m 0600 policies/sentryd.yaml $(CONFDIR)/sentryd.yaml
 	test -e $(CONFDIR)/policy.sentry || \
 		install -m 0600 policies/host.sentry $(CONFDIR)/policy.sentry
 

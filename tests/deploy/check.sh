@@ -78,6 +78,11 @@ for p in policies/host.sentry deploy/kubernetes/policy.sentry; do
 		"$BUILD/sentry-compile" --check "$p"
 done
 
+# ---- shipped daemon configurations: sentryd accepts them as they are.
+for c in "$tmp/stage/etc/47sentry/sentryd.yaml" deploy/kubernetes/sentryd.yaml; do
+	check "sentryd --check-config accepts ${c#"$tmp/stage"}" "$BUILD/sentryd" --check-config "$c"
+done
+
 # ---- Kubernetes manifests and the Grafana dashboard.
 # The metric names are those of the golden exposition, which the real
 # metrics code produces (tests/unit/test_metrics) and promtool accepts.
@@ -87,8 +92,13 @@ check "Kubernetes manifests and Grafana dashboard are consistent" \
 	"$PY" tests/deploy/manifests.py deploy "${metrics[@]}"
 
 # ---- the container image installs exactly what the programs link.
-libs=$(for b in sentryd sentryctl sentry-compile; do ldd "$BUILD/$b"; done |
-	awk '/=> \//{print $3}' | sort -u)
+# The libraries the programs name themselves (DT_NEEDED); apt brings what
+# those depend on.
+libs=$(for b in sentryd sentryctl sentry-compile; do
+	needed=$(readelf -d "$BUILD/$b" | sed -n 's/.*Shared library: \[\(.*\)\]/\1/p')
+	ldd "$BUILD/$b" | awk -v n="$needed" 'BEGIN { split(n, a, "\n"); for (i in a) want[a[i]] = 1 }
+		$1 in want && $3 ~ /^\// { print $3 }'
+done | sort -u)
 need=$(for l in $libs; do
 	dpkg -S "$l" 2>/dev/null || dpkg -S "$(readlink -f "$l")" 2>/dev/null ||
 		dpkg -S "${l#/usr}" 2>/dev/null || echo "unknown:$l"
@@ -96,7 +106,7 @@ done | cut -d: -f1 | grep -v -e '^libc6$' -e '^libsanitizer' -e '^libasan' -e '^
 missing=$(for p in $need; do grep -qw "$p" deploy/container/Containerfile || echo "$p"; done)
 check "deploy/container/Containerfile installs every linked library's package" \
 	test -z "$missing"
-[[ -z $missing ]] || echo "      missing: $missing"
+[[ -z $missing ]] || echo "      missing:" $missing
 
 ((fails == 0)) || { echo "$fails deploy check(s) failed"; exit 1; }
 echo "deploy: all checks passed"
