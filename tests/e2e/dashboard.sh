@@ -151,8 +151,8 @@ rows=$(wd_eval "$rows_js")
 cat "$WORK/policy.sentry" >"$WORK/policy.new"
 echo "block from 192.0.2.0/24" >>"$WORK/policy.new"
 mv "$WORK/policy.new" "$WORK/policy.sentry"
-if sn_wait_until 10000 test "$(wd_eval "$rows_js")" -gt "$rows" &&
-	[[ $(wd_eval "$top_js") == '"ok"' ]]; then
+history_grew() { (($(wd_eval "$rows_js") > rows)) && [[ $(wd_eval "$top_js") == '"ok"' ]]; }
+if sn_wait_until 10000 history_grew; then
 	pass "the applied change is at the top of the reload history"
 else
 	fail "the reload history did not show the change (rows $rows -> $(wd_eval "$rows_js"), top $(wd_eval "$top_js"))"
