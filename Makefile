@@ -202,6 +202,45 @@ bench-reload: $(BUILD)/bench/reload $(BUILD)/bench/compile $(BUILD)/sentryd $(BU
 	$(BUILD)/bench/reload --compile $(BUILD)/bench/compile \
 		--sentryd $(BUILD)/sentryd --work $(BUILD)/bench/reload-work $(BENCH_ARGS)
 
+# ---- install -------------------------------------------------------------------
+# `make install [DESTDIR=stage] [PREFIX=/usr]`: the programs, the systemd unit
+# with these paths in it, and a starting configuration that is never
+# overwritten (an operator's policy outlives upgrades).  The Kubernetes
+# manifests and the Grafana dashboard go to the documentation directory.
+PREFIX     ?= /usr/local
+BINDIR     ?= $(PREFIX)/bin
+SBINDIR    ?= $(PREFIX)/sbin
+SYSCONFDIR ?= /etc
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+DOCDIR     ?= $(PREFIX)/share/doc/47sentry
+CONFDIR    := $(DESTDIR)$(SYSCONFDIR)/47sentry
+
+.PHONY: install uninstall
+install: $(BINS)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR) $(DESTDIR)$(UNITDIR) \
+		$(DESTDIR)$(DOCDIR)/kubernetes $(DESTDIR)$(DOCDIR)/grafana
+	install -m 0755 $(BUILD)/sentry-compile $(BUILD)/sentryctl $(DESTDIR)$(BINDIR)
+	install -m 0755 $(BUILD)/sentryd $(DESTDIR)$(SBINDIR)
+	sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+		-e 's|@DOCDIR@|$(DOCDIR)|g' deploy/systemd/47sentry.service.in \
+		> $(DESTDIR)$(UNITDIR)/47sentry.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/47sentry.service
+	install -m 0644 README.md SPEC.md $(DESTDIR)$(DOCDIR)
+	install -m 0644 deploy/kubernetes/* $(DESTDIR)$(DOCDIR)/kubernetes
+	install -m 0644 deploy/grafana/* $(DESTDIR)$(DOCDIR)/grafana
+	install -d -m 0700 $(CONFDIR)
+	test -e $(CONFDIR)/sentryd.yaml || \
+		install -m 0600 policies/sentryd.yaml $(CONFDIR)/sentryd.yaml
+	test -e $(CONFDIR)/policy.sentry || \
+		install -m 0600 policies/host.sentry $(CONFDIR)/policy.sentry
+
+# Leaves $(SYSCONFDIR)/47sentry (the operator's policy) and any attached
+# filter alone: `sentryctl detach` first to remove enforcement.
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/sentry-compile $(DESTDIR)$(BINDIR)/sentryctl \
+		$(DESTDIR)$(SBINDIR)/sentryd $(DESTDIR)$(UNITDIR)/47sentry.service
+	rm -rf $(DESTDIR)$(DOCDIR)
+
 clean:
 	rm -rf $(BUILD) build-san build-fuzz
 
