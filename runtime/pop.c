@@ -1257,6 +1257,21 @@ static int patch_trie(struct sn_pop *p, int f, const struct sn_srcmap *m,
 	return P.err;
 }
 
+/* Words 0 (the root's "empty" word) and every allocated block count as
+ * used; what the allocator holds free does not. */
+int64_t sn_pop_trie_words_used(const struct sn_pop *p, int family)
+{
+	const struct sn_pop_trie *tr = p->trie[family];
+	const struct sn_pop_array *a = &p->a[family ? SN_PA_NODES6 : SN_PA_NODES4];
+	uint64_t free_words = 0;
+
+	if (!tr || !tr->ok)
+		return -1;
+	for (size_t i = 0; i < tr->words.n; i++)
+		free_words += tr->words.v[i].len;
+	return n_words(a) > free_words ? (int64_t)(n_words(a) - free_words) : 0;
+}
+
 /* A family that leaves its range trie for the LPM trie frees it all. */
 static int unpatch_trie(struct sn_pop *p, int f)
 {

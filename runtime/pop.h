@@ -202,6 +202,13 @@ void sn_pop_rollback(struct sn_pop *p);
 int sn_pop_derive(struct sn_pop *p, char *err, size_t errlen);
 
 /*
+ * Words of the family's range trie (0 IPv4, 1 IPv6) in use in each
+ * generation, two per map element; -1 while the layout is not known
+ * (adopted state before the first translation).
+ */
+int64_t sn_pop_trie_words_used(const struct sn_pop *p, int family);
+
+/*
  * Classify like the XDP program over the population (tests): the decision
  * for a source address (network order) of family, an L4 protocol and a
  * port (-1: none, a non-first fragment).  Returns 0 and *out, or -1 when

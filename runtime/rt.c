@@ -69,11 +69,6 @@ int sn_rt_set_policy(struct sn_rt *rt, const struct sn_image *img,
 	p->rules = rules;
 	p->n_rules = img->n_rules;
 	p->n_limits = n_limits;
-	p->src_nodes[0] = img->src_v4.n_nodes;
-	p->src_nodes[1] = img->src_v6.n_nodes;
-	p->src_ranges[0] = img->src_v4.n_ranges;
-	p->src_ranges[1] = img->src_v6.n_ranges;
-	p->sizes_known = true;
 	sn_checksum_hex(img->checksum, p->checksum);
 	p->loaded_at_ns = loaded_at_ns;
 	return 0;

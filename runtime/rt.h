@@ -45,10 +45,6 @@ struct sn_rt_policy {
 	struct sn_rt_rule *rules;
 	uint32_t n_rules;
 	uint32_t n_limits;     /* the last n_limits rules are limit rules */
-	/* The image's own sizes, for the map occupancy of the range tries
-	 * (0 when the image is not known: adopted and not compiled yet). */
-	uint32_t src_nodes[2], src_ranges[2];
-	bool sizes_known;
 };
 
 enum sn_rt_result { SN_RT_OK, SN_RT_UNCHANGED, SN_RT_FAILED };

@@ -49,7 +49,7 @@ static uint64_t count_keys(int fd, uint32_t key_size, uint64_t max)
 	return n;
 }
 
-static void sample_maps(const struct sn_rt *rt, const struct sn_dataplane *dp,
+static void sample_maps(const struct sn_dataplane *dp,
 			struct sn_rt_sample *s)
 {
 	const struct sn_pop *p = sn_dp_pop(dp);
@@ -61,15 +61,13 @@ static void sample_maps(const struct sn_rt *rt, const struct sn_dataplane *dp,
 		g->cap[SN_PA_DECISIONS]);
 	add_map(s, "sn_lpm4", p->lpm[0].n, g->cap_lpm[0]);
 	add_map(s, "sn_lpm6", p->lpm[1].n, g->cap_lpm[1]);
-	if (rt->policy.sizes_known) {
-		add_map(s, "sn_src4_nodes", rt->policy.src_nodes[0],
-			g->cap[SN_PA_NODES4]);
-		add_map(s, "sn_src4_ranges", rt->policy.src_ranges[0],
-			g->cap[SN_PA_RANGES4]);
-		add_map(s, "sn_src6_nodes", rt->policy.src_nodes[1],
-			g->cap[SN_PA_NODES6]);
-		add_map(s, "sn_src6_ranges", rt->policy.src_ranges[1],
-			g->cap[SN_PA_RANGES6]);
+	/* The trie maps hold two words per element. */
+	for (int f = 0; f < 2; f++) {
+		int64_t w = sn_pop_trie_words_used(p, f);
+		if (w >= 0)
+			add_map(s, f ? "sn_src6_nodes" : "sn_src4_nodes",
+				((uint64_t)w + 1) / 2,
+				g->cap[f ? SN_PA_NODES6 : SN_PA_NODES4]);
 	}
 	add_map(s, "sn_limits", count_set(p->limit_used, g->cap[SN_PA_LIMITS]),
 		g->cap[SN_PA_LIMITS]);
@@ -130,7 +128,7 @@ void sn_rt_sample(const struct sn_rt *rt, int i, struct sn_rt_sample *s)
 		}
 		s->n_counters = n;
 	}
-	sample_maps(rt, dp, s);
+	sample_maps(dp, s);
 	if (stats_enabled()) {
 		struct bpf_prog_info info = { 0 };
 		__u32 len = sizeof(info);
