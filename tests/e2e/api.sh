@@ -140,6 +140,7 @@ got=$(grep -F "$SERIES " "$WORK/metrics.txt" | awk '{ print $2 }' || true)
 check "/metrics: the block rule counted the SYNs (${got:-none})" test "${got:-0}" -ge 3
 check "/metrics: drops by reason policy" grep -qE '^sentry_drops_total\{interface="srv-a",reason="policy"\} [1-9]' "$WORK/metrics.txt"
 check "/metrics: map occupancy" grep -qE '^sentry_map_entries\{interface="srv-b",map="sn_decisions"\} [1-9]' "$WORK/metrics.txt"
+check "/metrics: range-trie occupancy from the layout" grep -qE '^sentry_map_entries\{interface="srv-a",map="sn_src4_nodes"\} [1-9]' "$WORK/metrics.txt"
 check "/metrics: a policy_info per interface" test "$(grep -c '^sentry_policy_info{' "$WORK/metrics.txt")" = 2
 if promtool check metrics <"$WORK/metrics.txt" >"$WORK/promtool.out" 2>&1; then
 	pass "promtool check metrics"
