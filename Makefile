@@ -15,7 +15,10 @@ WARN     := -Wall -Wextra -Werror
 OPT      ?= -O2 -g
 SAN      ?=
 CFLAGS   := $(CSTD) $(WARN) $(OPT) $(SAN) -I. -I$(GEN) -MMD -MP
-LDLIBS   := -lbpf -lelf -lz -lcrypto
+# libyaml: sentryd's configuration; libmicrohttpd: its HTTP server;
+# jansson: the REST API's JSON (and sentryctl's reading of it); libsystemd:
+# sd_notify; libcurl (sentryctl only): the API client.
+LDLIBS   := -lbpf -lelf -lz -lcrypto -lyaml -lmicrohttpd -ljansson -lsystemd
 LDFLAGS  := $(SAN)
 # Generated lexer/parser code is not ours to lint.
 GEN_CFLAGS := $(CSTD) -Wall -Werror -Wno-unused-function -Wno-sign-compare \
@@ -68,6 +71,13 @@ $(GEN)/%.skel.h: $(BUILD)/bpf/%.bpf.o | $(GEN)
 	$(BPFTOOL) gen skeleton $< name $(subst -,_,$*) > $@.tmp && mv $@.tmp $@
 $(RUNTIME_OBJ): $(SKELS)
 
+# The dashboard page, compiled into sentryd when runtime/dashboard.html
+# exists at build time (GET / and /dashboard; 404 otherwise).
+DASHBOARD := $(wildcard runtime/dashboard.html)
+$(GEN)/dashboard_html.h: $(DASHBOARD) tools/embed.sh | $(GEN)
+	./tools/embed.sh sn_dashboard_html $(DASHBOARD) > $@.tmp && mv $@.tmp $@
+$(BUILD)/runtime/api.o: $(GEN)/dashboard_html.h
+
 # ---- userspace ---------------------------------------------------------------
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -82,7 +92,7 @@ $(BUILD)/sentry-compile: $(BUILD)/compiler/main.o $(LIBRUNTIME) $(LIBCOMPILER)
 $(BUILD)/sentryd: $(BUILD)/runtime/sentryd.o $(LIBRUNTIME) $(LIBCOMPILER)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 $(BUILD)/sentryctl: $(BUILD)/runtime/sentryctl.o $(LIBRUNTIME) $(LIBCOMPILER)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcurl
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(LIBRUNTIME) $(LIBCOMPILER)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 $(BUILD)/tests/%.o: tests/%.c $(SKELS)
@@ -150,6 +160,7 @@ fuzz: fuzz-build
 # Rewrite expected golden outputs from the current build (review the diff!).
 golden-update: all
 	UPDATE=1 ./tests/golden/run.sh
+	$(BUILD)/tests/unit/test_metrics --print > tests/golden/metrics/exposition.prom
 
 # ---- demo --------------------------------------------------------------------
 demo: all
@@ -214,6 +225,45 @@ bench-flood: $(BENCH_FLOOD) $(BUILD)/sentryd $(BUILD)/tests/tools/probe
 		--sentryd $(BUILD)/sentryd --probe $(BUILD)/tests/tools/probe \
 		--client $(BUILD)/bench/flood-client --work $(BUILD)/bench/flood-work \
 		$(BENCH_ARGS)
+
+# ---- install -------------------------------------------------------------------
+# `make install [DESTDIR=stage] [PREFIX=/usr]`: the programs, the systemd unit
+# with these paths in it, and a starting configuration that is never
+# overwritten (an operator's policy outlives upgrades).  The Kubernetes
+# manifests and the Grafana dashboard go to the documentation directory.
+PREFIX     ?= /usr/local
+BINDIR     ?= $(PREFIX)/bin
+SBINDIR    ?= $(PREFIX)/sbin
+SYSCONFDIR ?= /etc
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+DOCDIR     ?= $(PREFIX)/share/doc/47sentry
+CONFDIR    := $(DESTDIR)$(SYSCONFDIR)/47sentry
+
+.PHONY: install uninstall
+install: $(BINS)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR) $(DESTDIR)$(UNITDIR) \
+		$(DESTDIR)$(DOCDIR)/kubernetes $(DESTDIR)$(DOCDIR)/grafana
+	install -m 0755 $(BUILD)/sentry-compile $(BUILD)/sentryctl $(DESTDIR)$(BINDIR)
+	install -m 0755 $(BUILD)/sentryd $(DESTDIR)$(SBINDIR)
+	sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+		-e 's|@DOCDIR@|$(DOCDIR)|g' deploy/systemd/47sentry.service.in \
+		> $(DESTDIR)$(UNITDIR)/47sentry.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/47sentry.service
+	install -m 0644 README.md SPEC.md $(DESTDIR)$(DOCDIR)
+	install -m 0644 deploy/kubernetes/* $(DESTDIR)$(DOCDIR)/kubernetes
+	install -m 0644 deploy/grafana/* $(DESTDIR)$(DOCDIR)/grafana
+	install -d -m 0700 $(CONFDIR)
+	test -e $(CONFDIR)/sentryd.yaml || \
+		install -m 0600 policies/sentryd.yaml $(CONFDIR)/sentryd.yaml
+	test -e $(CONFDIR)/policy.sentry || \
+		install -m 0600 policies/host.sentry $(CONFDIR)/policy.sentry
+
+# Leaves $(SYSCONFDIR)/47sentry (the operator's policy) and any attached
+# filter alone: `sentryctl detach` first to remove enforcement.
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/sentry-compile $(DESTDIR)$(BINDIR)/sentryctl \
+		$(DESTDIR)$(SBINDIR)/sentryd $(DESTDIR)$(UNITDIR)/47sentry.service
+	rm -rf $(DESTDIR)$(DOCDIR)
 
 clean:
 	rm -rf $(BUILD) build-san build-fuzz

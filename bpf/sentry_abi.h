@@ -193,48 +193,55 @@ struct sn_limit_budget {
 #define SN_LIMIT_NEW_BURST 4096u
 
 /*
- * Source classification by range trie (SPEC.md 4 and 5.1), one per family
- * (sn_src4_nodes/sn_src4_ranges, sn_src6_nodes/sn_src6_ranges).  The compiler cuts
- * the address space into ranges of one source class each (sorted,
- * adjacent ranges differ) and indexes them with a multibit trie: a node
- * entry either points at a child node, which consumes the next `stride`
- * bits of the address, or is a leaf naming at most SN_SRC_LEAF_MAX
- * consecutive ranges, the first of which starts at or before the node's
- * region; the last of them whose start <= address holds the class.
- * nodes[0] is the entry of the whole address space, or SN_SRC_USE_LPM
- * when the family uses the LPM trie (sn_lpm_v4/_v6) instead.
+ * Source classification by range trie (SPEC.md 4.2 and 5.1), one array
+ * of u32 words per family (sn_src4_nodes, sn_src6_nodes; two words per
+ * map element, word i in half i & 1 of element i >> 1, because an array
+ * map pads every value to 8 bytes).  The compiler cuts the
+ * address space into ranges of one source class each (sorted, adjacent
+ * ranges differ) and indexes them with a multibit trie: a node entry
+ * either points at a child node, which consumes the next `stride` bits of
+ * the address, or is a leaf for the ranges (at most SN_SRC_LEAF_MAX) that
+ * meet the node's region; the first of them holds the region's first
+ * address, and the last whose start <= address holds the class.  Child
+ * nodes and leaf blocks live in the same array, each subtree's words
+ * together (depth first), so a leaf block sits next to its node.
+ * Word 0 is the entry of the whole address space, or SN_SRC_USE_LPM when
+ * the family uses the LPM trie (sn_lpm4_g*, sn_lpm6_g*) instead.  Word
+ * indexes are relative to the generation (SN_GENS below), and the loader
+ * lays the words out itself (runtime/pop.c), so they are not the image's.
  *
  * Entry (u32): bit 31 set: child, bits 27-30 stride - 1 (1..16 bits),
- * bits 0-26 index of the child's first entry in nodes; bit 31 clear:
- * leaf, bits 27-30 count - 1 (1..16 ranges), bits 0-26 index of the
- * first range, or with count 1 the source class itself (no range is
- * read).  Range starts are in host byte order.
+ * bits 0-26 index of the child's first entry; bit 31 clear: leaf, bits
+ * 27-30 count - 1 (1..16 ranges), and
+ *  - count 1: bits 0-26 the source class itself (no more is read);
+ *  - count >= 2: bits 25-26 the start format F, bits 0-24 the index of
+ *    the leaf block: the class of the first range, then for each further
+ *    range its start and its class.  A start is written as the address
+ *    bits [d, d + 32 * W) (d: the leaf's depth, the bits its nodes
+ *    consumed; W = 1, 2, 4 words for F = 0, 1, 2; most significant word
+ *    first; bits past the address width are 0), and the compiler picks
+ *    the smallest F for which every start of the leaf has no bit set
+ *    below that window.  Bits [0, d) are the region's.  So a start
+ *    compares against the same window of the address as a W-word
+ *    number.  IPv4 uses F = 0 only.
  */
 #define SN_SRC_CHILD 0x80000000u
 #define SN_SRC_SPAN_SHIFT 27
 #define SN_SRC_SPAN_MASK 0xfu
 #define SN_SRC_INDEX_MASK 0x07ffffffu
+#define SN_SRC_FMT_SHIFT 25
+#define SN_SRC_FMT_MASK 0x3u
+#define SN_SRC_BLOCK_MASK 0x01ffffffu
 #define SN_SRC_LEAF_MAX 16u
 #define SN_SRC_STRIDE_MAX 16u
 #define SN_SRC_USE_LPM 0xffffffffu
 /*
- * Entries a lookup reads at most (nodes[0], then one per node; the root
+ * Entries a lookup reads at most (word 0, then one per node; the root
  * consumes >= 1 bit, every other node >= 4): the compiler never builds
  * deeper tries, the program stops there.
  */
 #define SN_SRC_MAX_READS_V4 10
 #define SN_SRC_MAX_READS_V6 34
-
-struct sn_src_range_v4 {
-	sn_u32 start; /* first address, host order */
-	sn_u32 class_id;
-};
-
-struct sn_src_range_v6 {
-	sn_u64 hi, lo; /* first address, host order halves */
-	sn_u32 class_id;
-	sn_u32 pad;
-};
 
 /*
  * sn_counters value (per-CPU), indexed by counter slot: the decision's
@@ -270,8 +277,9 @@ struct sn_slot {
  */
 #define SN_GENS 2u
 /* Version of the pinned-state layout (the maps, sn_meta): a daemon adopts
- * pinned state of its own version only. */
-#define SN_STATE_VERSION 1u
+ * pinned state of its own version only.  2: leaf blocks in the range-trie
+ * words (sn_src*_nodes of u64, no sn_src*_ranges). */
+#define SN_STATE_VERSION 2u
 
 enum sn_attach_mode {
 	SN_ATTACH_NATIVE = 1,
@@ -313,7 +321,5 @@ SN_ASSERT_SIZE(struct sn_limit_key, 32);
 SN_ASSERT_SIZE(struct sn_limit_state, 24);
 SN_ASSERT_SIZE(struct sn_limit_budget, 24);
 
-SN_ASSERT_SIZE(struct sn_src_range_v4, 8);
-SN_ASSERT_SIZE(struct sn_src_range_v6, 24);
 
 #endif /* SENTRY_ABI_H */

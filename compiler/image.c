@@ -807,7 +807,7 @@ static int parse_features(const uint8_t *buf, const struct file_section *sec,
 	return 0;
 }
 
-/* Sections 18-21 of a version 3 file, then sn_srcmap_check. */
+/* Sections 18-21 of a version 4 file, then sn_srcmap_check. */
 static int srcmap_from_file(const uint8_t *buf, const struct file_section *sec,
 			    struct sn_arena *a, struct sn_image *img, char *err,
 			    size_t errlen)
@@ -853,8 +853,13 @@ int sn_image_parse(const void *data, size_t len, struct sn_arena *a,
 	memcpy(&hdr, buf, sizeof(hdr));
 	if (memcmp(hdr.magic, SN_IMAGE_MAGIC, 8))
 		return bad(err, errlen, "not a 47Sentry policy image");
-	/* Version 2 is version 3 without sections 18-21: LPM tries. */
-	if (hdr.version != SN_IMAGE_VERSION && hdr.version != 2)
+	/*
+	 * Version 2 is version 3 without sections 18-21: LPM tries.  Version
+	 * 3 encoded sections 18-19 differently (ranges in their own arrays):
+	 * its structures are rebuilt from the class prefixes.
+	 */
+	if (hdr.version != SN_IMAGE_VERSION && hdr.version != 2 &&
+	    hdr.version != 3)
 		return bad(err, errlen, "image format version %u, expected %u",
 			   hdr.version, SN_IMAGE_VERSION);
 	if (hdr.abi_version != SN_ABI_VERSION)
@@ -1077,11 +1082,13 @@ int sn_image_parse(const void *data, size_t len, struct sn_arena *a,
 			.col = f.col, .text = text,
 		};
 	}
-	if (hdr.version != 2) {
+	rc = 0;
+	if (hdr.version == SN_IMAGE_VERSION)
 		rc = srcmap_from_file(buf, sec, a, img, err, errlen);
-		if (rc)
-			return rc;
-	}
+	else if (hdr.version == 3)
+		rc = sn_srcmap_build(a, img, SN_SRCMAP_AUTO);
+	if (rc)
+		return rc;
 	rc = parse_features(buf, sec, strings, a, img, err, errlen);
 	if (rc)
 		return rc;

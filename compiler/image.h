@@ -19,7 +19,7 @@
 #include "policy.h"
 
 #define SN_IMAGE_MAGIC "47SNTIMG"
-#define SN_IMAGE_VERSION 3u
+#define SN_IMAGE_VERSION 4u
 
 /* One rule as the runtime reports it: pseudo-rules included. */
 struct sn_image_rule {
@@ -56,9 +56,10 @@ struct sn_class_prefix {
 /*
  * The source-classification structure of one family (SPEC.md 4, 5.1;
  * compiler/srcmap.h builds and walks it): ranges of one source class,
- * sorted, indexed by a multibit trie of node entries encoded as in
- * bpf/sentry_abi.h.  n_nodes == 0: the family uses the LPM trie of the
- * class prefixes instead.
+ * sorted, indexed by a multibit trie whose words (node entries and leaf
+ * blocks, encoded as in bpf/sentry_abi.h) are what the program reads;
+ * the ranges are what the words encode, kept for checking.  n_nodes ==
+ * 0: the family uses the LPM trie of the class prefixes instead.
  */
 struct sn_src_range {
 	uint8_t start[16]; /* first address, network order (IPv4: 4 bytes) */
@@ -66,7 +67,7 @@ struct sn_src_range {
 };
 
 struct sn_srcmap {
-	uint32_t *nodes; /* nodes[0]: the entry of the whole address space */
+	uint32_t *nodes; /* the words; nodes[0]: the entry of the whole space */
 	uint32_t n_nodes;
 	struct sn_src_range *ranges;
 	uint32_t n_ranges;

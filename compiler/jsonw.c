@@ -5,8 +5,7 @@
 
 #include <stddef.h>
 
-/* Length of a valid UTF-8 sequence at s, or 0 (overlong, surrogate, cut). */
-static size_t utf8_seq(const unsigned char *s)
+size_t sn_utf8_seq(const unsigned char *s)
 {
 	size_t k;
 
@@ -47,7 +46,7 @@ void sn_json_str(FILE *out, const char *s)
 			fprintf(out, "\\u%04x", *p);
 		} else if (*p < 0x80) {
 			fputc(*p, out);
-		} else if ((k = utf8_seq(p)) != 0) {
+		} else if ((k = sn_utf8_seq(p)) != 0) {
 			fwrite(p, 1, k, out);
 			p += k;
 			continue;

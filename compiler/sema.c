@@ -65,6 +65,7 @@
 #include "parse.h"
 #include "policy.h"
 #include "sema_lang.h"
+#include "strdist.h"
 
 enum vtype { T_NONE = 0, T_ADDR, T_PORT };
 enum dstate { D_NEW = 0, D_BUSY, D_DONE };
@@ -290,34 +291,6 @@ static struct def *lookup(struct sema *S, bool is_set, const char *name)
 	return t->cap ? *name_slot(t, name) : NULL;
 }
 
-/* Edit distance, for "did you mean" (names are short; long ones skip). */
-static size_t edit_distance(const char *a, const char *b)
-{
-	size_t la = strlen(a), lb = strlen(b), row[65];
-
-	if (la > 64 || lb > 64)
-		return SIZE_MAX;
-	for (size_t j = 0; j <= lb; j++)
-		row[j] = j;
-	for (size_t i = 1; i <= la; i++) {
-		size_t diag = row[0];
-
-		row[0] = i;
-		for (size_t j = 1; j <= lb; j++) {
-			size_t up = row[j];
-			size_t best = diag + (a[i - 1] != b[j - 1]);
-
-			if (up + 1 < best)
-				best = up + 1;
-			if (row[j - 1] + 1 < best)
-				best = row[j - 1] + 1;
-			row[j] = best;
-			diag = up;
-		}
-	}
-	return row[lb];
-}
-
 static void report_unknown(struct sema *S, const struct sn_ast_item *it)
 {
 	bool is_set = it->kind == SN_ITEM_SET;
@@ -344,7 +317,7 @@ static void report_unknown(struct sema *S, const struct sn_ast_item *it)
 
 		if (d->is_set != is_set)
 			continue;
-		dist = edit_distance(it->text, d->stmt->name);
+		dist = sn_edit_distance(it->text, d->stmt->name);
 		if (dist < best_d) {
 			best_d = dist;
 			best = d;

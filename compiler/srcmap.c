@@ -53,6 +53,37 @@ static uint32_t key_bits(u128 k, int w, int d, int s)
 	return (uint32_t)((k >> (w - d - s)) & (((u128)1 << s) - 1));
 }
 
+/*
+ * Bits [d, d + len) of a w-bit key as a len-bit number (len <= 128), the
+ * bits past the key's end read as 0: a leaf block's start window.
+ */
+static u128 key_window(u128 k, int w, int d, int len)
+{
+	u128 mask = len >= 128 ? ~(u128)0 : ((u128)1 << len) - 1;
+
+	if (d >= w)
+		return 0;
+	if (d + len <= w)
+		return (k >> (w - d - len)) & mask;
+	return (k << (d + len - w)) & mask;
+}
+
+/* No bit of k set from bit d + len on (the window of key_window holds k). */
+static bool window_holds(u128 k, int w, int d, int len)
+{
+	return d + len >= w || !(k & key_max(w - d - len));
+}
+
+/* Words of one start in format f (SN_SRC_FMT_*): 1, 2, 4; 0 invalid. */
+static int fmt_words(int family, uint32_t f)
+{
+	if (f == 0)
+		return 1;
+	if (family == SN_FAMILY_V4)
+		return 0; /* IPv4 starts always fit one word */
+	return f == 1 ? 2 : f == 2 ? 4 : 0;
+}
+
 static uint32_t entry_child(int stride, uint32_t off)
 {
 	return SN_SRC_CHILD | (uint32_t)(stride - 1) << SN_SRC_SPAN_SHIFT | off;
@@ -151,16 +182,66 @@ struct builder {
 	size_t n_nodes, cap_nodes;
 };
 
-/*
- * A leaf of one range carries its class itself (no range to read); a
- * leaf of more names the first of them.
- */
-static uint32_t entry_leaf(const struct builder *b, uint32_t first,
-			   uint32_t count)
+/* Room for k more words in b->nodes; -ENOMEM. */
+static int reserve(struct builder *b, size_t k)
 {
+	if (b->n_nodes + k <= b->cap_nodes)
+		return 0;
+	size_t cap = b->cap_nodes ? b->cap_nodes * 2 : 1024;
+
+	while (cap < b->n_nodes + k)
+		cap *= 2;
+	uint32_t *v = realloc(b->nodes, cap * sizeof(*v));
+
+	if (!v)
+		return -ENOMEM;
+	b->nodes = v;
+	b->cap_nodes = cap;
+	return 0;
+}
+
+/*
+ * The entry of a leaf at depth d for ranges first..first+count-1: a leaf
+ * of one range carries its class itself; a leaf of more gets a block
+ * (sentry_abi.h), appended to the words, in the smallest start format
+ * that holds every start after the first.
+ */
+static int64_t leaf(struct builder *b, int d, size_t first, size_t count)
+{
+	uint32_t f, wpr;
+
 	if (count == 1)
 		return b->r[first].cls;
-	return (count - 1) << SN_SRC_SPAN_SHIFT | first;
+	for (f = 0;; f++) {
+		bool ok = true;
+
+		wpr = (uint32_t)fmt_words(b->family, f);
+		if (!wpr)
+			return -E2BIG; /* cannot happen: 4 words hold any start */
+		for (size_t i = 1; i < count && ok; i++)
+			ok = window_holds(b->r[first + i].start, b->w, d, 32 * (int)wpr);
+		if (ok)
+			break;
+	}
+	size_t off = b->n_nodes, k = count + (count - 1) * wpr;
+
+	if (off > SN_SRC_BLOCK_MASK || off + k > SN_SRC_INDEX_MASK + 1ull)
+		return -E2BIG;
+	if (reserve(b, k))
+		return -ENOMEM;
+	uint32_t *o = b->nodes + off;
+
+	*o++ = b->r[first].cls;
+	for (size_t i = 1; i < count; i++) {
+		u128 v = key_window(b->r[first + i].start, b->w, d, 32 * (int)wpr);
+
+		for (uint32_t j = 0; j < wpr; j++)
+			*o++ = (uint32_t)(v >> (32 * (wpr - 1 - j)));
+		*o++ = b->r[first + i].cls;
+	}
+	b->n_nodes += k;
+	return (int64_t)((count - 1) << SN_SRC_SPAN_SHIFT |
+			 f << SN_SRC_FMT_SHIFT | off);
 }
 
 /* Index of the range holding key (the last one starting at or before). */
@@ -188,6 +269,14 @@ static int ceil_log2(size_t v)
 	return l;
 }
 
+/*
+ * A trie of at most this many ranges takes a root of 4 slots per range
+ * (at most 2^12 words, 16 KiB) instead of 1 per 4 ranges: most regions
+ * then hold one range, whose class the root entry carries, so a lookup
+ * reads one word instead of a node entry and a leaf block.
+ */
+#define SN_SRC_SMALL_TRIE 1024u
+
 static int clamp(int v, int lo, int hi)
 {
 	return v < lo ? lo : v > hi ? hi : v;
@@ -208,14 +297,16 @@ static int64_t build(struct builder *b, int d, u128 lo, size_t first,
 	int s;
 
 	if (count <= SN_SRC_LEAF_MAX) {
-		if (first + count > SN_SRC_INDEX_MASK + 1ull ||
-		    b->r[first].cls > SN_SRC_INDEX_MASK)
-			return -E2BIG;
-		return entry_leaf(b, (uint32_t)first, (uint32_t)count);
+		for (size_t i = 0; i < count; i++)
+			if (b->r[first + i].cls > SN_SRC_INDEX_MASK)
+				return -E2BIG;
+		return leaf(b, d, first, count);
 	}
 	if (reads >= max_reads(b->family) || d >= b->w)
 		return -E2BIG; /* cannot happen: count > 16 needs >= 5 bits */
-	if (d == 0)
+	if (d == 0 && count <= SN_SRC_SMALL_TRIE)
+		s = ceil_log2(count) + 2;
+	else if (d == 0)
 		s = clamp(ceil_log2(count) - 2, 1, (int)SN_SRC_STRIDE_MAX);
 	else
 		s = clamp(ceil_log2(count) - 2, 4, 8);
@@ -226,18 +317,8 @@ static int64_t build(struct builder *b, int d, u128 lo, size_t first,
 
 	if (off + k > SN_SRC_INDEX_MASK + 1ull)
 		return -E2BIG;
-	if (off + k > b->cap_nodes) {
-		size_t cap = b->cap_nodes ? b->cap_nodes * 2 : 1024;
-
-		while (cap < off + k)
-			cap *= 2;
-		uint32_t *v = realloc(b->nodes, cap * sizeof(*v));
-
-		if (!v)
-			return -ENOMEM;
-		b->nodes = v;
-		b->cap_nodes = cap;
-	}
+	if (reserve(b, k))
+		return -ENOMEM;
 	b->n_nodes += k;
 
 	const int sub = b->w - d - s; /* bits below each child */
@@ -376,21 +457,30 @@ int64_t sn_srcmap_lookup(const struct sn_srcmap *m, int family,
 		reads++;
 		d += s;
 	}
-	uint64_t first = e & SN_SRC_INDEX_MASK;
 	uint64_t n = ((e >> SN_SRC_SPAN_SHIFT) & SN_SRC_SPAN_MASK) + 1;
 
 	if (n == 1)
-		return first; /* the class itself */
-	if (first + n > m->n_ranges)
+		return e & SN_SRC_INDEX_MASK; /* the class itself */
+	/* The leaf block: the scan of the program, word by word. */
+	uint64_t p = e & SN_SRC_BLOCK_MASK;
+	int wpr = fmt_words(family, (e >> SN_SRC_FMT_SHIFT) & SN_SRC_FMT_MASK);
+
+	if (!wpr || p + n + (n - 1) * (uint64_t)wpr > m->n_nodes)
 		return -1;
-	uint32_t cls = m->ranges[first].class_id;
+	const u128 a = key_window(key, w, d, 32 * wpr);
+	uint32_t cls = m->nodes[p++];
 
 	for (uint64_t i = 1; i < n; i++) {
-		if (key_of(m->ranges[first + i].start, w) > key)
+		u128 st = 0;
+
+		for (int j = 0; j < wpr; j++)
+			st = st << 32 | m->nodes[p + j];
+		if (st > a)
 			break;
-		cls = m->ranges[first + i].class_id;
+		cls = m->nodes[p + wpr];
+		p += wpr + 1;
 	}
-	return cls;
+	return cls & 0x7fffffff;
 }
 
 /* ---- checking a parsed structure ---------------------------------------- */
@@ -412,7 +502,7 @@ static int fail(char *err, size_t errlen, const char *fmt, ...)
 struct checker {
 	const struct sn_srcmap *m;
 	int w, family;
-	uint8_t *seen; /* node entries reached, to refuse shared or cyclic nodes */
+	uint8_t *seen; /* words reached, to refuse shared or cyclic nodes and blocks */
 };
 
 /* Index of the range of m holding key (m has ranges, the first at 0). */
@@ -456,20 +546,45 @@ static bool check_entry(struct checker *c, uint32_t e, int d, u128 lo,
 		}
 		return true;
 	}
-	uint64_t first = e & SN_SRC_INDEX_MASK;
 	uint64_t n = ((e >> SN_SRC_SPAN_SHIFT) & SN_SRC_SPAN_MASK) + 1;
+	size_t r = ranges_at(m, w, lo);
 
-	if (n == 1) {
-		/* The class itself: the region must lie in one range of it. */
-		size_t r = ranges_at(m, w, lo);
+	if (n == 1) /* the class itself: the region must lie in one range of it */
+		return r == ranges_at(m, w, hi) &&
+		       m->ranges[r].class_id == (e & SN_SRC_INDEX_MASK);
+	/*
+	 * A block: exactly the ranges r..r+n-1 that meet the region (r holds
+	 * lo, the one after the leaf starts past hi), each start after the
+	 * first written as its window, which must hold it.
+	 */
+	uint64_t p = e & SN_SRC_BLOCK_MASK;
+	int wpr = fmt_words(c->family, (e >> SN_SRC_FMT_SHIFT) & SN_SRC_FMT_MASK);
+	uint64_t k = n + (n - 1) * (uint64_t)wpr;
 
-		return r == ranges_at(m, w, hi) && m->ranges[r].class_id == first;
+	if (!wpr || p + k > m->n_nodes || r + n > m->n_ranges ||
+	    key_of(m->ranges[r + n - 1].start, w) > hi ||
+	    (r + n < m->n_ranges && key_of(m->ranges[r + n].start, w) <= hi))
+		return false;
+	for (uint64_t i = 0; i < k; i++) {
+		if (c->seen[p + i])
+			return false;
+		c->seen[p + i] = 1;
 	}
-	/* The first range holds lo; the one after the leaf starts past hi. */
-	return first + n <= m->n_ranges &&
-	       key_of(m->ranges[first].start, w) <= lo &&
-	       (first + n == m->n_ranges ||
-		key_of(m->ranges[first + n].start, w) > hi);
+	if (m->nodes[p++] != m->ranges[r].class_id)
+		return false;
+	for (uint64_t i = 1; i < n; i++) {
+		const u128 st = key_of(m->ranges[r + i].start, w);
+		u128 v = 0;
+
+		for (int j = 0; j < wpr; j++)
+			v = v << 32 | m->nodes[p + j];
+		if (!window_holds(st, w, d, 32 * wpr) ||
+		    v != key_window(st, w, d, 32 * wpr) ||
+		    m->nodes[p + wpr] != m->ranges[r + i].class_id)
+			return false;
+		p += wpr + 1;
+	}
+	return true;
 }
 
 static int check_family(const struct sn_srcmap *m, const struct sn_class_prefix *p,

@@ -37,7 +37,7 @@
 enum map_id {
 	M_LPM4_0, M_LPM4_1, M_LPM6_0, M_LPM6_1,
 	M_PROTO, M_PORTS, M_DEC, M_COUNTERS, M_META,
-	M_SRC4_NODES, M_SRC4_RANGES, M_SRC6_NODES, M_SRC6_RANGES,
+	M_SRC4_NODES, M_SRC6_NODES,
 	M_LIMITS, M_LIMIT_STATE, M_LIMIT_NEW, M_GEN, M_SLOTS,
 	N_MAPS
 };
@@ -46,7 +46,7 @@ enum map_id {
 static const char *const map_names[N_MAPS] = {
 	"sn_lpm4_g0", "sn_lpm4_g1", "sn_lpm6_g0", "sn_lpm6_g1",
 	"sn_proto", "sn_ports", "sn_decisions", "sn_counters", "sn_meta",
-	"sn_src4_nodes", "sn_src4_ranges", "sn_src6_nodes", "sn_src6_ranges",
+	"sn_src4_nodes", "sn_src6_nodes",
 	"sn_limits", "sn_limit_state", "sn_limit_new", "sn_gen", "sn_slots",
 };
 
@@ -55,8 +55,7 @@ static const int pa_of[N_MAPS] = {
 	[M_LPM4_0] = -1, [M_LPM4_1] = -1, [M_LPM6_0] = -1, [M_LPM6_1] = -1,
 	[M_PROTO] = SN_PA_PROTO, [M_PORTS] = SN_PA_PORTS,
 	[M_DEC] = SN_PA_DECISIONS, [M_COUNTERS] = -1, [M_META] = -1,
-	[M_SRC4_NODES] = SN_PA_NODES4, [M_SRC4_RANGES] = SN_PA_RANGES4,
-	[M_SRC6_NODES] = SN_PA_NODES6, [M_SRC6_RANGES] = SN_PA_RANGES6,
+	[M_SRC4_NODES] = SN_PA_NODES4, [M_SRC6_NODES] = SN_PA_NODES6,
 	[M_LIMITS] = SN_PA_LIMITS, [M_LIMIT_STATE] = -1, [M_LIMIT_NEW] = -1,
 	[M_GEN] = -1, [M_SLOTS] = -1,
 };
@@ -65,8 +64,7 @@ static const int pa_of[N_MAPS] = {
 static const int map_of_pa[SN_PA_N] = {
 	[SN_PA_PROTO] = M_PROTO, [SN_PA_PORTS] = M_PORTS,
 	[SN_PA_DECISIONS] = M_DEC, [SN_PA_LIMITS] = M_LIMITS,
-	[SN_PA_NODES4] = M_SRC4_NODES, [SN_PA_RANGES4] = M_SRC4_RANGES,
-	[SN_PA_NODES6] = M_SRC6_NODES, [SN_PA_RANGES6] = M_SRC6_RANGES,
+	[SN_PA_NODES4] = M_SRC4_NODES, [SN_PA_NODES6] = M_SRC6_NODES,
 };
 
 /* Legacy pin names (state of the layout before generations). */
@@ -184,8 +182,7 @@ static struct bpf_map *skel_map(struct sentry_xdp *s, int i)
 		s->maps.sn_lpm4_g0, s->maps.sn_lpm4_g1, s->maps.sn_lpm6_g0,
 		s->maps.sn_lpm6_g1, s->maps.sn_proto, s->maps.sn_ports,
 		s->maps.sn_decisions, s->maps.sn_counters, s->maps.sn_meta,
-		s->maps.sn_src4_nodes, s->maps.sn_src4_ranges,
-		s->maps.sn_src6_nodes, s->maps.sn_src6_ranges,
+		s->maps.sn_src4_nodes, s->maps.sn_src6_nodes,
 		s->maps.sn_limits, s->maps.sn_limit_state, s->maps.sn_limit_new,
 		s->maps.sn_gen, s->maps.sn_slots,
 	};
@@ -291,9 +288,7 @@ static int create_program(const struct sn_pop_geom *g, const int reuse[N_MAPS],
 	skel->rodata->sn_cap_decisions = g->cap[SN_PA_DECISIONS];
 	skel->rodata->sn_cap_limits = g->cap[SN_PA_LIMITS];
 	skel->rodata->sn_cap_src4_nodes = g->cap[SN_PA_NODES4];
-	skel->rodata->sn_cap_src4_ranges = g->cap[SN_PA_RANGES4];
 	skel->rodata->sn_cap_src6_nodes = g->cap[SN_PA_NODES6];
-	skel->rodata->sn_cap_src6_ranges = g->cap[SN_PA_RANGES6];
 	ret = set_new_state_budget(skel, err, errlen);
 	if (ret)
 		goto out;

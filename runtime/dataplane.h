@@ -9,7 +9,7 @@
  *   link  prog  sn_gen  sn_meta  sn_slots  sn_counters
  *   sn_lpm4_g0  sn_lpm4_g1  sn_lpm6_g0  sn_lpm6_g1  sn_proto  sn_ports
  *   sn_decisions  sn_limits  sn_limit_state  sn_limit_new
- *   sn_src4_nodes  sn_src4_ranges  sn_src6_nodes  sn_src6_ranges
+ *   sn_src4_nodes  sn_src6_nodes
  * and, only while a program replacement is under way, `prog_new` and
  * `<map>_new` for the objects that replace others.
  *

@@ -1,12 +1,16 @@
-/* logfmt lines (log.h). */
+/* Log lines in logfmt, JSON or text (log.h). */
 #include "log.h"
 
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+
+#include "../compiler/jsonw.h"
 
 static const char *const level_names[] = {
 	[SN_LOG_DEBUG] = "debug",
@@ -84,23 +88,41 @@ size_t sn_logfmt_value(char *buf, size_t len, const char *value)
 	return n;
 }
 
-void sn_log(const struct sn_log *log, enum sn_log_level level,
-	    const char *iface, const char *fmt, ...)
+int sn_log_format_parse(const char *s, enum sn_log_format *out)
 {
-	if (!log || !log->out || level < log->min)
-		return;
-
-	char msg[1024], qmsg[2200], qiface[80] = "";
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	sn_logfmt_value(qmsg, sizeof(qmsg), msg);
-	if (iface) {
-		char v[64];
-		sn_logfmt_value(v, sizeof(v), iface);
-		snprintf(qiface, sizeof(qiface), " iface=%s", v);
+	static const char *const names[] = {
+		[SN_LOG_LOGFMT] = "logfmt",
+		[SN_LOG_JSON] = "json",
+		[SN_LOG_TEXT] = "text",
+	};
+	for (unsigned i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		if (strcasecmp(s, names[i]) == 0) {
+			*out = (enum sn_log_format)i;
+			return 0;
+		}
 	}
+	return -EINVAL;
+}
+
+static void put_num(FILE *m, double v)
+{
+	/* Counts print as integers, durations with what precision they have. */
+	fprintf(m, "%.*g", v == (double)(long long)v ? 17 : 6, v);
+}
+
+static void put_logfmt(FILE *m, const char *key, const char *v)
+{
+	char q[2200];
+	sn_logfmt_value(q, sizeof(q), v);
+	fprintf(m, " %s=%s", key, q);
+}
+
+static void vlog(const struct sn_log *log, enum sn_log_level level,
+		 const char *iface, const struct sn_log_kv *kv, size_t n,
+		 const char *fmt, va_list ap)
+{
+	char msg[1024];
+	vsnprintf(msg, sizeof(msg), fmt, ap);
 
 	struct timespec ts;
 	struct tm tm;
@@ -112,8 +134,83 @@ void sn_log(const struct sn_log *log, enum sn_log_level level,
 		snprintf(when, sizeof(when), "%s.%03uZ", base,
 			 (unsigned)(ts.tv_nsec / 1000000) % 1000u);
 	}
-	/* One fprintf so concurrent writers do not interleave within a line. */
-	fprintf(log->out, "ts=%s level=%s msg=%s%s\n", when,
-		sn_log_level_name(level), qmsg, qiface);
+	char *line = NULL;
+	size_t len = 0;
+	FILE *m = open_memstream(&line, &len);
+	if (!m)
+		return;
+	const char *lvl = sn_log_level_name(level);
+	switch (log->format) {
+	case SN_LOG_JSON:
+		fputs("{\"ts\":", m);
+		sn_json_str(m, when);
+		fputs(",\"level\":", m);
+		sn_json_str(m, lvl);
+		fputs(",\"msg\":", m);
+		sn_json_str(m, msg);
+		if (iface) {
+			fputs(",\"iface\":", m);
+			sn_json_str(m, iface);
+		}
+		for (size_t i = 0; i < n; i++) {
+			fputc(',', m);
+			sn_json_str(m, kv[i].key);
+			fputc(':', m);
+			if (kv[i].str)
+				sn_json_str(m, kv[i].str);
+			else
+				put_num(m, kv[i].num);
+		}
+		fputs("}\n", m);
+		break;
+	case SN_LOG_TEXT:
+		fprintf(m, "%s %-5s %s%s%s", when, lvl, iface ? iface : "",
+			iface ? ": " : "", msg);
+		goto fields;
+	case SN_LOG_LOGFMT:
+	default:
+		fprintf(m, "ts=%s level=%s", when, lvl);
+		put_logfmt(m, "msg", msg);
+		if (iface)
+			put_logfmt(m, "iface", iface);
+	fields:
+		for (size_t i = 0; i < n; i++) {
+			if (kv[i].str) {
+				put_logfmt(m, kv[i].key, kv[i].str);
+			} else {
+				fprintf(m, " %s=", kv[i].key);
+				put_num(m, kv[i].num);
+			}
+		}
+		fputc('\n', m);
+		break;
+	}
+	fclose(m);
+	/* One write per line so concurrent writers do not interleave. */
+	fwrite(line, 1, len, log->out);
 	fflush(log->out);
+	free(line);
+}
+
+void sn_log(const struct sn_log *log, enum sn_log_level level,
+	    const char *iface, const char *fmt, ...)
+{
+	if (!log || !log->out || level < log->min)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vlog(log, level, iface, NULL, 0, fmt, ap);
+	va_end(ap);
+}
+
+void sn_log_kv(const struct sn_log *log, enum sn_log_level level,
+	       const char *iface, const struct sn_log_kv *kv, size_t n,
+	       const char *fmt, ...)
+{
+	if (!log || !log->out || level < log->min)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vlog(log, level, iface, kv, n, fmt, ap);
+	va_end(ap);
 }

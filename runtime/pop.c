@@ -24,10 +24,8 @@ static const uint32_t esz_of[SN_PA_N] = {
 	[SN_PA_PORTS] = sizeof(uint32_t),
 	[SN_PA_DECISIONS] = sizeof(struct sn_decision),
 	[SN_PA_LIMITS] = sizeof(struct sn_limit_cfg),
-	[SN_PA_NODES4] = sizeof(uint32_t),
-	[SN_PA_RANGES4] = sizeof(struct sn_src_range_v4),
-	[SN_PA_NODES6] = sizeof(uint32_t),
-	[SN_PA_RANGES6] = sizeof(struct sn_src_range_v6),
+	[SN_PA_NODES4] = 2 * sizeof(uint32_t), /* two trie words */
+	[SN_PA_NODES6] = 2 * sizeof(uint32_t),
 };
 
 static double now_ms(void)
@@ -349,8 +347,12 @@ struct alloc {
 	size_t cursor; /* next fit */
 };
 
+/*
+ * A family's layout: node blocks and leaf blocks share the trie's words
+ * (bpf/sentry_abi.h), so one allocator over the words.
+ */
 struct sn_pop_trie {
-	struct alloc nodes, ranges;
+	struct alloc words;
 	bool ok; /* describes the layout the arrays hold */
 	/* The image trie (classes translated) the layout was last patched
 	 * to, by hash: the same again writes nothing and is not walked.
@@ -466,8 +468,7 @@ static void trie_free(struct sn_pop_trie *t)
 {
 	if (!t)
 		return;
-	alloc_free(&t->nodes);
-	alloc_free(&t->ranges);
+	alloc_free(&t->words);
 	free(t);
 }
 
@@ -477,24 +478,19 @@ static void trie_forget_image(struct sn_pop_trie *t)
 }
 
 /*
- * A hash of an image trie as the layout would hold it: its shape and
- * starts as the compiler built them, its classes as translated (cmap),
- * so a renumbering of the image's classes that the translation undoes
- * does not count as a change.  Two lanes, streaming.
+ * A hash of an image trie as the layout would hold it, with its classes
+ * as translated (cmap), so a renumbering of the image's classes that the
+ * translation undoes does not count as a change.  The compiler builds the
+ * words (node strides, leaf blocks, start formats) from the ranges alone,
+ * so the ranges with their translated classes determine them: hashing
+ * the ranges is enough, and it does not need to tell class words from
+ * start words inside the blocks.  Two lanes, streaming.
  */
 static uint64_t image_trie_hash(const struct sn_srcmap *m, const uint32_t *cmap,
 				uint32_t n_classes)
 {
 	uint64_t h0 = 0x243f6a8885a308d3ull, h1 = 0x13198a2e03707344ull;
 
-	for (uint32_t i = 0; i < m->n_nodes; i++) {
-		uint32_t e = m->nodes[i];
-
-		/* A one-range leaf holds its class. */
-		if (!(e & SN_SRC_CHILD) && !(e >> SN_SRC_SPAN_SHIFT))
-			e = (e < n_classes ? cmap[e] : UINT32_MAX) | 0x40000000u;
-		h0 = (h0 ^ e) * 0x9e3779b97f4a7c15ull;
-	}
 	for (uint32_t i = 0; i < m->n_ranges; i++) {
 		const struct sn_src_range *r = &m->ranges[i];
 		uint64_t a, b;
@@ -663,28 +659,12 @@ static uint64_t headroom64(uint64_t n)
 }
 
 /* A quarter more, and at least 1024 spare entries (small tries grow by
- * whole blocks: a few /32s more can need dozens of entries). */
+ * whole blocks: a few /32s more can need dozens of entries; the tries
+ * ask for 1024 words more on top, as they once had 1024 spare ranges
+ * besides their node entries). */
 static uint64_t slack64(uint64_t n)
 {
 	return n + (n / 4 > 1024 ? n / 4 : 1024);
-}
-
-/* Ranges the relocated layout of a range trie needs at most (no sharing). */
-static uint64_t trie_range_demand(const struct sn_srcmap *m)
-{
-	uint64_t sum = 0;
-
-	for (uint32_t i = 0; i < m->n_nodes; i++) {
-		uint32_t e = m->nodes[i];
-
-		if (e & SN_SRC_CHILD)
-			continue;
-		uint32_t n = ((e >> SN_SRC_SPAN_SHIFT) & SN_SRC_SPAN_MASK) + 1;
-
-		if (n > 1)
-			sum += n;
-	}
-	return sum;
 }
 
 int sn_pop_geom_for(const struct sn_image *img, struct sn_pop_geom *g)
@@ -703,15 +683,18 @@ int sn_pop_geom_for(const struct sn_image *img, struct sn_pop_geom *g)
 	c[SN_PA_DECISIONS] = headroom64(img->n_classes) * g->l4_stride;
 	c[SN_PA_LIMITS] = headroom64(f->n_limits);
 	/* The range tries are the big ones, and two generations of them:
-	 * a quarter more than the image needs (new blocks go to free space
-	 * until the next compaction, SPEC.md 4.3). */
-	c[SN_PA_NODES4] = slack64(img->src_v4.n_nodes + 1);
-	c[SN_PA_RANGES4] = slack64(trie_range_demand(&img->src_v4));
-	c[SN_PA_NODES6] = slack64(img->src_v6.n_nodes + 1);
-	c[SN_PA_RANGES6] = slack64(trie_range_demand(&img->src_v6));
+	 * a quarter more words than the image has (its words are exactly
+	 * the layout's: no block is shared; new blocks go to free space
+	 * until the next compaction, SPEC.md 4.3), two words per element. */
+	c[SN_PA_NODES4] = (slack64(img->src_v4.n_nodes + 1024) + 1) / 2;
+	c[SN_PA_NODES6] = (slack64(img->src_v6.n_nodes + 1024) + 1) / 2;
 	for (int i = 0; i < SN_PA_N; i++) {
-		/* Two generations and the index encoding must fit. */
+		/* Two generations and the index encoding must fit: a leaf
+		 * block's word index has 25 bits. */
 		if (c[i] > (1ull << 27) || 2 * c[i] > UINT32_MAX)
+			return -E2BIG;
+		if ((i == SN_PA_NODES4 || i == SN_PA_NODES6) &&
+		    2 * c[i] > SN_SRC_BLOCK_MASK + 1ull)
 			return -E2BIG;
 		g->cap[i] = (uint32_t)c[i];
 	}
@@ -793,24 +776,6 @@ static u128 key_of(const uint8_t *addr, int w)
 static u128 key_max(int w)
 {
 	return w == 128 ? ~(u128)0 : ((u128)1 << w) - 1;
-}
-
-static u128 range_start(int f, const void *r)
-{
-	if (!f) {
-		const struct sn_src_range_v4 *e = r;
-
-		return e->start;
-	}
-	const struct sn_src_range_v6 *e = r;
-
-	return (u128)e->hi << 64 | e->lo;
-}
-
-static uint32_t range_class(int f, const void *r)
-{
-	return f ? ((const struct sn_src_range_v6 *)r)->class_id :
-		   ((const struct sn_src_range_v4 *)r)->class_id;
 }
 
 /* ---- flattening ----------------------------------------------------------------- */
@@ -1006,16 +971,95 @@ static int overlay_flat(const struct flat *o, size_t no, const struct flat *nw,
 	return 0;
 }
 
+/* ---- range-trie words and blocks ---------------------------------------------- */
+
+/*
+ * Word i of a range-trie array.  The map holds two words per element in
+ * memory order (bpf/sentry_abi.h), so the bytes are an array of words.
+ */
+static inline uint32_t wget(const struct sn_pop_array *a, uint32_t i)
+{
+	uint32_t w;
+
+	memcpy(&w, a->v + (size_t)i * sizeof(w), sizeof(w));
+	return w;
+}
+
+/* Set word i; the element holding it is recorded when it changes. */
+static inline int wset(struct sn_pop_array *a, uint32_t i, uint32_t w)
+{
+	uint32_t el[2];
+
+	memcpy(el, a->v + (size_t)(i & ~1u) * sizeof(w), sizeof(el));
+	if (el[i & 1] == w)
+		return 0;
+	el[i & 1] = w;
+	return aset(a, i >> 1, el);
+}
+
+static inline uint32_t n_words(const struct sn_pop_array *a)
+{
+	return 2 * a->cap;
+}
+
+static uint32_t e_span(uint32_t e)
+{
+	return ((e >> SN_SRC_SPAN_SHIFT) & SN_SRC_SPAN_MASK) + 1;
+}
+
+/* Words per start of leaf entry e of family f (1, 2, 4); 0: invalid. */
+static uint32_t e_fmt_words(int f, uint32_t e)
+{
+	uint32_t F = (e >> SN_SRC_FMT_SHIFT) & SN_SRC_FMT_MASK;
+
+	if (F == 0)
+		return 1;
+	if (!f)
+		return 0; /* IPv4 starts always fit one word */
+	return F == 1 ? 2 : F == 2 ? 4 : 0;
+}
+
+/* Words of the block of a leaf of n >= 2 ranges, W words per start. */
+static uint32_t block_words(uint32_t n, uint32_t W)
+{
+	return n + (n - 1) * W;
+}
+
+/*
+ * The start of a block's range from its W-word window (the address bits
+ * [d, d + 32W), bits past the width 0) in the region that starts at lo.
+ */
+static u128 block_start(u128 lo, u128 v, int w, int d, uint32_t W)
+{
+	int len = 32 * (int)W;
+
+	if (d + len <= w)
+		return lo | v << (w - d - len);
+	return lo | v >> (d + len - w);
+}
+
+/* The window at word p of a block. */
+static u128 block_window(const struct sn_pop_array *a, uint32_t p, uint32_t W)
+{
+	u128 v = 0;
+
+	for (uint32_t j = 0; j < W; j++)
+		v = v << 32 | wget(a, p + j);
+	return v;
+}
+
 /* ---- range-trie patching -------------------------------------------------------- */
 
 /*
  * The new trie of a family is walked together with the layout the arrays
  * hold, region by region.  A node of the same stride is kept where it is
- * and its entries are rewritten where they differ; a leaf of ranges is
- * rewritten in place when it has no more ranges than the block there (the
- * rest of the block is freed); anything else is written to new blocks
- * from free space and what stood there is freed.  Unchanged parts cost a
- * comparison per entry and write nothing.
+ * and its entries are rewritten where they differ; a leaf block is
+ * rewritten in place when it needs no more words than the block there
+ * (the rest of that block is freed); anything else is written to new
+ * blocks from free space and what stood there is freed.  Unchanged parts
+ * cost a comparison per word and write nothing.  Leaf blocks are copied
+ * as the compiler built them (their starts are relative to the leaf's
+ * depth, which the layout keeps), with their classes translated.
  */
 struct patch {
 	struct sn_pop *p;
@@ -1023,16 +1067,12 @@ struct patch {
 	const struct sn_srcmap *m;
 	const uint32_t *cmap;      /* image class -> stable */
 	uint32_t n_classes;        /* image classes (cmap's domain) */
-	struct sn_pop_array *na, *ra;
+	struct sn_pop_array *na;
+	uint32_t nw;               /* words of a generation */
 	struct sn_pop_trie *tr;
 	uint32_t kept, made;
 	int err;
 };
-
-static uint32_t e_span(uint32_t e)
-{
-	return ((e >> SN_SRC_SPAN_SHIFT) & SN_SRC_SPAN_MASK) + 1;
-}
 
 /* Free the blocks of the layout subtree under layout entry l. */
 static void free_subtree(struct patch *P, uint32_t l, int depth)
@@ -1042,18 +1082,19 @@ static void free_subtree(struct patch *P, uint32_t l, int depth)
 	if (l & SN_SRC_CHILD) {
 		uint32_t loc = l & SN_SRC_INDEX_MASK, n = 1u << e_span(l);
 
-		if (!loc || (uint64_t)loc + n > P->na->cap)
+		if (!loc || (uint64_t)loc + n > P->nw)
 			return; /* not a block of ours: nothing to free */
 		for (uint32_t i = 0; i < n && !P->err; i++)
-			free_subtree(P, *(uint32_t *)aget(P->na, loc + i), depth + 1);
-		if (alloc_give(&P->tr->nodes, loc, n))
+			free_subtree(P, wget(P->na, loc + i), depth + 1);
+		if (alloc_give(&P->tr->words, loc, n))
 			P->err = -ENOMEM;
 		return;
 	}
-	uint32_t n = e_span(l), loc = l & SN_SRC_INDEX_MASK;
+	uint32_t n = e_span(l), W = e_fmt_words(P->f, l);
+	uint32_t loc = l & SN_SRC_BLOCK_MASK;
 
-	if (n > 1 && (uint64_t)loc + n <= P->ra->cap &&
-	    alloc_give(&P->tr->ranges, loc, n))
+	if (n > 1 && W && loc && (uint64_t)loc + block_words(n, W) <= P->nw &&
+	    alloc_give(&P->tr->words, loc, block_words(n, W)))
 		P->err = -ENOMEM;
 }
 
@@ -1074,7 +1115,7 @@ static uint32_t patch_entry(struct patch *P, uint32_t e, uint32_t l,
 		uint32_t s = e_span(e), first = e & SN_SRC_INDEX_MASK, n = 1u << s;
 		uint32_t lloc = l & SN_SRC_INDEX_MASK;
 		bool in_place = have_l && (l & SN_SRC_CHILD) && e_span(l) == s &&
-				lloc && (uint64_t)lloc + n <= P->na->cap;
+				lloc && (uint64_t)lloc + n <= P->nw;
 		int64_t loc;
 
 		if ((uint64_t)first + n > P->m->n_nodes || d + (int)s > P->w) {
@@ -1087,58 +1128,62 @@ static uint32_t patch_entry(struct patch *P, uint32_t e, uint32_t l,
 		} else {
 			if (have_l)
 				free_subtree(P, l, depth);
-			loc = alloc_take(&P->tr->nodes, n);
+			loc = alloc_take(&P->tr->words, n);
 			if (loc < 0) {
 				P->err = (int)loc;
 				return 0;
 			}
 			P->made++;
 		}
-		uint32_t *slots = (uint32_t *)aget(P->na, (uint32_t)loc);
-
 		for (uint32_t i = 0; i < n && !P->err; i++) {
 			uint32_t c = P->m->nodes[first + i], ne;
+			uint32_t old = wget(P->na, (uint32_t)loc + i);
 
 			/* One-range leaves, the bulk of a big trie: inline. */
 			if (in_place && !(c & SN_SRC_CHILD) && !(c >> SN_SRC_SPAN_SHIFT) &&
 			    (c & SN_SRC_INDEX_MASK) < P->n_classes &&
-			    !(slots[i] & SN_SRC_CHILD) && !(slots[i] >> SN_SRC_SPAN_SHIFT)) {
+			    !(old & SN_SRC_CHILD) && !(old >> SN_SRC_SPAN_SHIFT)) {
 				ne = P->cmap[c & SN_SRC_INDEX_MASK];
-				if (ne == slots[i])
+				if (ne == old)
 					continue;
 			} else {
-				ne = patch_entry(P, c, in_place ? slots[i] : 0, in_place,
-						 d + (int)s, depth + 1);
+				ne = patch_entry(P, c, old, in_place, d + (int)s,
+						 depth + 1);
 			}
-			if (!P->err && ne != slots[i] &&
-			    aset(P->na, (uint32_t)loc + i, &ne))
+			if (!P->err && ne != old && wset(P->na, (uint32_t)loc + i, ne))
 				P->err = -ENOMEM;
 		}
 		return (e & ~SN_SRC_INDEX_MASK) | (uint32_t)loc;
 	}
-	uint32_t n = e_span(e), first = e & SN_SRC_INDEX_MASK;
+	uint32_t n = e_span(e);
 
 	if (n == 1) {
-		if (first >= P->n_classes) {
+		uint32_t cls = e & SN_SRC_INDEX_MASK;
+
+		if (cls >= P->n_classes) {
 			P->err = -EINVAL;
 			return 0;
 		}
 		if (have_l && ((l & SN_SRC_CHILD) || e_span(l) > 1))
 			free_subtree(P, l, depth);
-		return P->cmap[first];
+		return P->cmap[cls];
 	}
-	if ((uint64_t)first + n > P->m->n_ranges) {
+	uint32_t W = e_fmt_words(P->f, e), p = e & SN_SRC_BLOCK_MASK;
+	uint32_t k = W ? block_words(n, W) : 0;
+
+	if (!W || (uint64_t)p + k > P->m->n_nodes || d >= P->w) {
 		P->err = -EINVAL;
 		return 0;
 	}
-	uint32_t lloc = l & SN_SRC_INDEX_MASK, ln = e_span(l);
-	bool in_place = have_l && !(l & SN_SRC_CHILD) && ln > 1 && ln >= n &&
-			(uint64_t)lloc + ln <= P->ra->cap;
+	uint32_t ln = e_span(l), lW = e_fmt_words(P->f, l);
+	uint32_t lloc = l & SN_SRC_BLOCK_MASK, lk = lW ? block_words(ln, lW) : 0;
+	bool in_place = have_l && !(l & SN_SRC_CHILD) && ln > 1 && lW && k <= lk &&
+			lloc && (uint64_t)lloc + lk <= P->nw;
 	int64_t loc;
 
 	if (in_place) {
 		loc = lloc;
-		if (ln > n && alloc_give(&P->tr->ranges, lloc + n, ln - n)) {
+		if (lk > k && alloc_give(&P->tr->words, lloc + k, lk - k)) {
 			P->err = -ENOMEM;
 			return 0;
 		}
@@ -1146,64 +1191,35 @@ static uint32_t patch_entry(struct patch *P, uint32_t e, uint32_t l,
 	} else {
 		if (have_l)
 			free_subtree(P, l, depth);
-		loc = alloc_take(&P->tr->ranges, n);
+		loc = alloc_take(&P->tr->words, k);
 		if (loc < 0) {
 			P->err = (int)loc;
 			return 0;
 		}
 		P->made++;
 	}
-	const struct sn_src_range *r = &P->m->ranges[first];
-	const unsigned char *at = P->ra->v + (size_t)loc * P->ra->esz;
+	/* The block word by word: a class every W + 1 words (from word 0),
+	 * translated; starts as they are.  Most of a big trie is unchanged:
+	 * one comparison per word. */
+	const uint32_t *src = P->m->nodes + p;
 
-	/* Entries as the array holds them, built and compared in integers
-	 * (a struct on the stack read back wider stalls the CPU): most of
-	 * a big trie is unchanged, and this loop is where it is read. */
-	for (uint32_t i = 0; i < n; i++, r++, at += P->ra->esz) {
-		uint64_t hi, lo = 0, ohi, olo = 0;
-		uint32_t cls, ocls;
+	for (uint32_t j = 0; j < k; j++) {
+		uint32_t v = src[j];
 
-		if (r->class_id >= P->n_classes) {
-			P->err = -EINVAL;
+		if (j % (W + 1) == 0) {
+			if (v >= P->n_classes) {
+				P->err = -EINVAL;
+				return 0;
+			}
+			v = P->cmap[v];
+		}
+		if (v != wget(P->na, (uint32_t)loc + j) &&
+		    wset(P->na, (uint32_t)loc + j, v)) {
+			P->err = -ENOMEM;
 			return 0;
 		}
-		cls = P->cmap[r->class_id];
-		if (!P->f) {
-			uint32_t st, ost;
-
-			memcpy(&st, r->start, 4);
-			memcpy(&ost, at, 4);
-			memcpy(&ocls, at + 4, 4);
-			hi = __builtin_bswap32(st);
-			ohi = ost;
-		} else {
-			memcpy(&hi, r->start, 8);
-			memcpy(&lo, r->start + 8, 8);
-			hi = __builtin_bswap64(hi);
-			lo = __builtin_bswap64(lo);
-			memcpy(&ohi, at, 8);
-			memcpy(&olo, at + 8, 8);
-			memcpy(&ocls, at + 16, 4);
-		}
-		if (hi == ohi && lo == olo && cls == ocls)
-			continue;
-		if (!P->f) {
-			struct sn_src_range_v4 e = { .start = (uint32_t)hi,
-						     .class_id = cls };
-
-			if (aset(P->ra, (uint32_t)loc + i, &e))
-				P->err = -ENOMEM;
-		} else {
-			struct sn_src_range_v6 e = { .hi = hi, .lo = lo,
-						     .class_id = cls };
-
-			if (aset(P->ra, (uint32_t)loc + i, &e))
-				P->err = -ENOMEM;
-		}
-		if (P->err)
-			return 0;
 	}
-	return (n - 1) << SN_SRC_SPAN_SHIFT | (uint32_t)loc;
+	return (e & ~SN_SRC_BLOCK_MASK) | (uint32_t)loc;
 }
 
 /*
@@ -1219,21 +1235,20 @@ static int patch_trie(struct sn_pop *p, int f, const struct sn_srcmap *m,
 		.p = p, .f = f, .w = f ? 128 : 32, .m = m, .cmap = cmap,
 		.n_classes = n_classes,
 		.na = &p->a[f ? SN_PA_NODES6 : SN_PA_NODES4],
-		.ra = &p->a[f ? SN_PA_RANGES6 : SN_PA_RANGES4],
 		.tr = p->trie[f],
 	};
-	uint32_t root = *(uint32_t *)aget(P.na, 0);
+	P.nw = n_words(P.na);
+	uint32_t root = wget(P.na, 0);
 	bool have_l = !fresh && P.tr->ok && root != SN_SRC_USE_LPM;
 
 	if (!have_l) {
-		if (alloc_reset(&P.tr->nodes, 1, P.na->cap) ||
-		    alloc_reset(&P.tr->ranges, 0, P.ra->cap))
+		if (alloc_reset(&P.tr->words, 1, P.nw))
 			return -ENOMEM;
 		P.tr->ok = true;
 	}
 	uint32_t e = patch_entry(&P, m->nodes[0], root, have_l, 0, 1);
 
-	if (!P.err && aset(P.na, 0, &e))
+	if (!P.err && wset(P.na, 0, e))
 		P.err = -ENOMEM;
 	if (P.err)
 		P.tr->ok = false; /* the next translation lays it out anew */
@@ -1242,15 +1257,28 @@ static int patch_trie(struct sn_pop *p, int f, const struct sn_srcmap *m,
 	return P.err;
 }
 
+/* Words 0 (the root's "empty" word) and every allocated block count as
+ * used; what the allocator holds free does not. */
+int64_t sn_pop_trie_words_used(const struct sn_pop *p, int family)
+{
+	const struct sn_pop_trie *tr = p->trie[family];
+	const struct sn_pop_array *a = &p->a[family ? SN_PA_NODES6 : SN_PA_NODES4];
+	uint64_t free_words = 0;
+
+	if (!tr || !tr->ok)
+		return -1;
+	for (size_t i = 0; i < tr->words.n; i++)
+		free_words += tr->words.v[i].len;
+	return n_words(a) > free_words ? (int64_t)(n_words(a) - free_words) : 0;
+}
+
 /* A family that leaves its range trie for the LPM trie frees it all. */
 static int unpatch_trie(struct sn_pop *p, int f)
 {
 	struct sn_pop_trie *tr = p->trie[f];
 	const struct sn_pop_array *na = &p->a[f ? SN_PA_NODES6 : SN_PA_NODES4];
-	const struct sn_pop_array *ra = &p->a[f ? SN_PA_RANGES6 : SN_PA_RANGES4];
 
-	if (alloc_reset(&tr->nodes, 1, na->cap) ||
-	    alloc_reset(&tr->ranges, 0, ra->cap))
+	if (alloc_reset(&tr->words, 1, n_words(na)))
 		return -ENOMEM;
 	tr->ok = true;
 	return 0;
@@ -1393,11 +1421,21 @@ static int check_image(const struct sn_pop *p, const struct sn_image *img,
 			return sn_fail(err, errlen, -EINVAL,
 				       "policy image: port run %zu invalid", i);
 	}
-	for (uint32_t i = 0; i < SN_POP_PROTO; i++)
+	/*
+	 * The program reads the TCP and UDP port tables without sn_proto
+	 * (bpf/templates/sentry_xdp.bpf.c, sn_decide): a table in use must be
+	 * that protocol's, and no other protocol may use one.
+	 */
+	for (uint32_t i = 0; i < SN_POP_PROTO; i++) {
+		uint32_t own = i == 6 ? SN_PORT_TABLE_TCP :
+			       i == 17 ? SN_PORT_TABLE_UDP : SN_PORT_TABLE_NONE;
+		bool in_use = own && (c->port_tables & (1u << own));
+
 		if (img->proto[i].l4_noport >= img->n_l4 ||
-		    img->proto[i].port_table > SN_PORT_TABLES)
+		    img->proto[i].port_table != (in_use ? own : SN_PORT_TABLE_NONE))
 			return sn_fail(err, errlen, -EINVAL,
 				       "policy image: protocol %u entry invalid", i);
+	}
 	for (uint64_t i = 0; i < n_dec; i++) {
 		const struct sn_decision *d = &img->decisions[i];
 
@@ -1519,15 +1557,15 @@ struct walk {
 	struct ext_vec {
 		struct { uint32_t start, len; } *v;
 		size_t n, cap;
-	} used[2];            /* blocks in use: [0] nodes, [1] ranges */
+	} used;               /* blocks in use (words) */
 	bool collect;
 	char *err;
 	size_t errlen;
 };
 
-static int used_add(struct walk *w, int k, uint32_t start, uint32_t len)
+static int used_add(struct walk *w, uint32_t start, uint32_t len)
 {
-	struct ext_vec *u = &w->used[k];
+	struct ext_vec *u = &w->used;
 
 	if (!w->collect)
 		return 0;
@@ -1550,8 +1588,7 @@ static int walk_entry(struct walk *w, uint32_t e, u128 lo, int d, int depth)
 {
 	const int W = width_of(w->f);
 	const struct sn_pop_array *na = &w->p->a[w->f ? SN_PA_NODES6 : SN_PA_NODES4];
-	const struct sn_pop_array *ra = &w->p->a[w->f ? SN_PA_RANGES6 : SN_PA_RANGES4];
-	const uint32_t ccap = class_cap(&w->p->g);
+	const uint32_t ccap = class_cap(&w->p->g), nw = n_words(na);
 
 	if (depth > (w->f ? SN_SRC_MAX_READS_V6 : SN_SRC_MAX_READS_V4))
 		return sn_fail(w->err, w->errlen, -EINVAL, "range trie too deep");
@@ -1559,45 +1596,51 @@ static int walk_entry(struct walk *w, uint32_t e, u128 lo, int d, int depth)
 		int s = (int)e_span(e);
 		uint32_t first = e & SN_SRC_INDEX_MASK, n = 1u << s;
 
-		if (d + s > W || first == 0 || (uint64_t)first + n > na->cap)
+		if (d + s > W || first == 0 || (uint64_t)first + n > nw)
 			return sn_fail(w->err, w->errlen, -EINVAL,
 				       "range trie entry out of bounds");
-		const uint32_t *v = aget(na, first);
-		int rc = used_add(w, 0, first, n);
+		int rc = used_add(w, first, n);
 
 		for (uint32_t i = 0; i < n && !rc; i++)
-			rc = walk_entry(w, v[i], lo | (u128)i << (W - d - s), d + s,
-					depth + 1);
+			rc = walk_entry(w, wget(na, first + i),
+					lo | (u128)i << (W - d - s), d + s, depth + 1);
 		return rc;
 	}
 	uint32_t n = e_span(e);
-	uint32_t first = e & SN_SRC_INDEX_MASK;
-	u128 hi = lo | (d < W ? key_max(W - d) : 0);
 
 	if (n == 1) {
-		if (first >= ccap)
+		uint32_t cls = e & SN_SRC_INDEX_MASK;
+
+		if (cls >= ccap)
 			return sn_fail(w->err, w->errlen, -EINVAL,
 				       "range trie class out of bounds");
-		return w->out ? flat_emit(w->out, lo, first) : 0;
+		return w->out ? flat_emit(w->out, lo, cls) : 0;
 	}
-	if ((uint64_t)first + n > ra->cap)
+	uint32_t wpr = e_fmt_words(w->f, e), p = e & SN_SRC_BLOCK_MASK;
+
+	if (!wpr || !p || d >= W || (uint64_t)p + block_words(n, wpr) > nw)
 		return sn_fail(w->err, w->errlen, -EINVAL,
 			       "range trie leaf out of bounds");
-	const unsigned char *r = aget(ra, first);
-	int rc = used_add(w, 1, first, n);
+	const u128 hi = lo | key_max(W - d);
+	int rc = used_add(w, p, block_words(n, wpr));
+	uint32_t c = wget(na, p);
 
-	for (uint32_t i = 0; i < n && !rc; i++) {
-		const void *x = r + (size_t)i * ra->esz;
-		u128 s = range_start(w->f, x);
-		uint32_t c = range_class(w->f, x);
+	if (c >= ccap)
+		return sn_fail(w->err, w->errlen, -EINVAL, "range class out of bounds");
+	if (!rc && w->out)
+		rc = flat_emit(w->out, lo, c);
+	for (uint32_t i = 1; i < n && !rc; i++) {
+		uint32_t q = p + i * (wpr + 1);
+		u128 st = block_start(lo, block_window(na, q - wpr, wpr), W, d, wpr);
 
+		c = wget(na, q);
 		if (c >= ccap)
 			return sn_fail(w->err, w->errlen, -EINVAL,
 				       "range class out of bounds");
-		if (i && s > hi)
+		if (st > hi)
 			break;
 		if (w->out)
-			rc = flat_emit(w->out, i == 0 || s < lo ? lo : s, c);
+			rc = flat_emit(w->out, st, c);
 	}
 	return rc;
 }
@@ -1646,8 +1689,7 @@ static int walk_family(struct sn_pop *p, int f, struct flatvec *out,
 	struct walk w = { .p = p, .f = f, .out = out, .collect = collect,
 			  .err = err, .errlen = errlen };
 	const struct sn_pop_array *na = &p->a[f ? SN_PA_NODES6 : SN_PA_NODES4];
-	const struct sn_pop_array *ra = &p->a[f ? SN_PA_RANGES6 : SN_PA_RANGES4];
-	uint32_t root = *(uint32_t *)aget(na, 0);
+	uint32_t root = wget(na, 0);
 	int rc;
 
 	if (out)
@@ -1668,13 +1710,10 @@ static int walk_family(struct sn_pop *p, int f, struct flatvec *out,
 	if (!rc && collect) {
 		struct sn_pop_trie *t = p->trie[f];
 
-		rc = alloc_from_used(&t->nodes, &w.used[0], 1, na->cap);
-		if (!rc)
-			rc = alloc_from_used(&t->ranges, &w.used[1], 0, ra->cap);
+		rc = alloc_from_used(&t->words, &w.used, 1, n_words(na));
 		t->ok = !rc;
 	}
-	free(w.used[0].v);
-	free(w.used[1].v);
+	free(w.used.v);
 	return rc;
 }
 
@@ -1710,7 +1749,7 @@ static void pair_count(struct pairwalk *W, uint32_t old, uint32_t nw)
 static void pair_entry(struct pairwalk *W, uint32_t e, uint32_t l, int depth)
 {
 	const struct sn_pop_array *na = &W->p->a[W->f ? SN_PA_NODES6 : SN_PA_NODES4];
-	const struct sn_pop_array *ra = &W->p->a[W->f ? SN_PA_RANGES6 : SN_PA_RANGES4];
+	const uint32_t nw = n_words(na);
 
 	if (W->err || depth > (W->f ? SN_SRC_MAX_READS_V6 : SN_SRC_MAX_READS_V4))
 		return;
@@ -1719,42 +1758,51 @@ static void pair_entry(struct pairwalk *W, uint32_t e, uint32_t l, int depth)
 		uint32_t lloc = l & SN_SRC_INDEX_MASK;
 
 		if (!(l & SN_SRC_CHILD) || e_span(l) != s || !lloc ||
-		    (uint64_t)lloc + n > na->cap ||
+		    (uint64_t)lloc + n > nw ||
 		    (uint64_t)first + n > W->m->n_nodes)
 			return;
 		for (uint32_t i = 0; i < n && !W->err; i++)
-			pair_entry(W, W->m->nodes[first + i],
-				   *(uint32_t *)aget(na, lloc + i), depth + 1);
+			pair_entry(W, W->m->nodes[first + i], wget(na, lloc + i),
+				   depth + 1);
 		return;
 	}
-	uint32_t n = e_span(e), first = e & SN_SRC_INDEX_MASK;
+	uint32_t n = e_span(e);
 
 	if (l & SN_SRC_CHILD)
 		return;
-	uint32_t ln = e_span(l), lloc = l & SN_SRC_INDEX_MASK;
+	uint32_t ln = e_span(l);
 
 	if (n == 1 && ln == 1) {
-		if (first < W->n_classes && W->cmap[first] == UINT32_MAX)
-			pair_count(W, lloc, first);
+		uint32_t c = e & SN_SRC_INDEX_MASK;
+
+		if (c < W->n_classes && W->cmap[c] == UINT32_MAX)
+			pair_count(W, l & SN_SRC_INDEX_MASK, c);
 		return;
 	}
-	if (n == 1 || ln == 1 || (uint64_t)first + n > W->m->n_ranges ||
-	    (uint64_t)lloc + ln > ra->cap)
+	if (n == 1 || ln == 1)
+		return;
+	/* Two blocks of one format: ranges whose starts agree pair up. */
+	uint32_t wpr = e_fmt_words(W->f, e), p = e & SN_SRC_BLOCK_MASK;
+	uint32_t lp = l & SN_SRC_BLOCK_MASK;
+
+	if (!wpr || wpr != e_fmt_words(W->f, l) ||
+	    (uint64_t)p + block_words(n, wpr) > W->m->n_nodes ||
+	    (uint64_t)lp + block_words(ln, wpr) > nw)
 		return;
 	for (uint32_t i = 0; i < n && i < ln && !W->err; i++) {
-		const struct sn_src_range *r = &W->m->ranges[first + i];
-		const void *x;
-		uint32_t oc;
+		uint32_t q = i * (wpr + 1), c = W->m->nodes[p + q], oc;
+		bool same = true;
 
 		/* Most ranges are of classes matched by row: cheap to skip. */
-		if (r->class_id >= W->n_classes || W->cmap[r->class_id] != UINT32_MAX)
+		if (c >= W->n_classes || W->cmap[c] != UINT32_MAX)
 			continue;
-		x = aget(ra, lloc + i);
-		oc = range_class(W->f, x);
+		oc = wget(na, lp + q);
 		if (oc >= W->ccap || W->old_taken[oc])
 			continue;
-		if (range_start(W->f, x) == key_of(r->start, W->f ? 128 : 32))
-			pair_count(W, oc, r->class_id);
+		for (uint32_t j = 1; i && j <= wpr && same; j++)
+			same = W->m->nodes[p + q - j] == wget(na, lp + q - j);
+		if (same)
+			pair_count(W, oc, c);
 	}
 }
 
@@ -1847,8 +1895,7 @@ static int assign_classes(struct sn_pop *p, const struct sn_image *img,
 		rc = hmap_init(&pairs, 256);
 		for (int f = 0; f < 2 && !rc; f++) {
 			const struct sn_srcmap *m = f ? &img->src_v6 : &img->src_v4;
-			uint32_t root = *(uint32_t *)aget(&p->a[f ? SN_PA_NODES6 :
-								  SN_PA_NODES4], 0);
+			uint32_t root = wget(&p->a[f ? SN_PA_NODES6 : SN_PA_NODES4], 0);
 
 			uint32_t e0 = m->n_nodes ? m->nodes[0] : 0;
 			bool same_root = (e0 & SN_SRC_CHILD) && (root & SN_SRC_CHILD) &&
@@ -2209,8 +2256,8 @@ int sn_pop_translate(struct sn_pop *p, const struct sn_image *img,
 			uint64_t h = image_trie_hash(m, cmap, img->n_classes);
 
 			if (!fresh && tr->img_hash == h &&
-			    *(uint32_t *)aget(&p->a[fam ? SN_PA_NODES6 : SN_PA_NODES4],
-					      0) != SN_SRC_USE_LPM) {
+			    wget(&p->a[fam ? SN_PA_NODES6 : SN_PA_NODES4], 0) !=
+				    SN_SRC_USE_LPM) {
 				/* The same trie with the same classes: the
 				 * layout holds it already. */
 				goto lpm;
@@ -2240,8 +2287,8 @@ int sn_pop_translate(struct sn_pop *p, const struct sn_image *img,
 			trie_forget_image(p->trie[fam]);
 			uint32_t use_lpm = SN_SRC_USE_LPM;
 
-			rc = aset(&p->a[fam ? SN_PA_NODES6 : SN_PA_NODES4], 0,
-				  &use_lpm);
+			rc = wset(&p->a[fam ? SN_PA_NODES6 : SN_PA_NODES4], 0,
+				  use_lpm);
 			if (!rc)
 				rc = unpatch_trie(p, fam);
 		}
@@ -2419,9 +2466,9 @@ static int classify_src(const struct sn_pop *p, int f, const uint8_t *addr,
 {
 	const int W = width_of(f);
 	const struct sn_pop_array *na = &p->a[f ? SN_PA_NODES6 : SN_PA_NODES4];
-	const struct sn_pop_array *ra = &p->a[f ? SN_PA_RANGES6 : SN_PA_RANGES4];
+	const uint32_t nw = n_words(na);
 	const u128 key = key_of(addr, W);
-	uint32_t e = *(uint32_t *)aget(na, 0);
+	uint32_t e = wget(na, 0);
 	int d = 0, reads = 1;
 
 	if (e == SN_SRC_USE_LPM) {
@@ -2443,35 +2490,38 @@ static int classify_src(const struct sn_pop *p, int f, const uint8_t *addr,
 		return best < 0 ? -1 : 0;
 	}
 	while (e & SN_SRC_CHILD) {
-		int s = (int)((e >> SN_SRC_SPAN_SHIFT) & SN_SRC_SPAN_MASK) + 1;
+		int s = (int)e_span(e);
 		uint64_t idx = e & SN_SRC_INDEX_MASK;
 
 		if (reads >= (f ? SN_SRC_MAX_READS_V6 : SN_SRC_MAX_READS_V4) ||
 		    d + s > W)
 			return -1;
 		idx += (uint64_t)((key >> (W - d - s)) & (((u128)1 << s) - 1));
-		if (idx >= na->cap)
+		if (idx >= nw)
 			return -1;
-		e = *(uint32_t *)aget(na, (uint32_t)idx);
+		e = wget(na, (uint32_t)idx);
 		reads++;
 		d += s;
 	}
-	uint32_t first = e & SN_SRC_INDEX_MASK;
-	uint32_t n = ((e >> SN_SRC_SPAN_SHIFT) & SN_SRC_SPAN_MASK) + 1;
+	uint32_t n = e_span(e);
 
 	if (n == 1) {
-		*cls = first;
+		*cls = e & SN_SRC_INDEX_MASK;
 		return 0;
 	}
-	if ((uint64_t)first + n > ra->cap)
-		return -1;
-	*cls = range_class(f, aget(ra, first)) & 0x7fffffff;
-	for (uint32_t i = 1; i < n; i++) {
-		const void *r = aget(ra, first + i);
+	/* The block scan of the program: the last start <= the address. */
+	uint32_t wpr = e_fmt_words(f, e), q = e & SN_SRC_BLOCK_MASK;
 
-		if (range_start(f, r) > key)
+	if (!wpr || d >= W || (uint64_t)q + block_words(n, wpr) > nw)
+		return -1;
+	const u128 lo = d ? key & ~key_max(W - d) & key_max(W) : 0;
+
+	*cls = wget(na, q) & 0x7fffffff;
+	for (uint32_t i = 1; i < n; i++) {
+		q += wpr + 1;
+		if (block_start(lo, block_window(na, q - wpr, wpr), W, d, wpr) > key)
 			break;
-		*cls = range_class(f, r) & 0x7fffffff;
+		*cls = wget(na, q) & 0x7fffffff;
 	}
 	return 0;
 }

@@ -24,10 +24,11 @@
  *    both families overlaid);
  *  - the range trie is laid out by the loader and patched: the new trie is
  *    walked together with the layout the maps hold, a node of the same
- *    stride or a leaf of no more ranges at the same place is rewritten in
- *    place entry by entry, anything else goes to free space (an allocator
- *    of its own) and what it replaces is freed, so a one-prefix change
- *    writes a few entries, not every range after it.
+ *    stride, or a leaf block of no more words, at the same place is
+ *    rewritten in place word by word, anything else goes to free space
+ *    (an allocator of its own over the trie's words) and what it replaces
+ *    is freed, so a one-prefix change writes a few words, not every block
+ *    after it.
  *
  * Every entry written is compared with what the generation holds and
  * recorded when it differs (with its old value), so the dirty lists are
@@ -55,10 +56,8 @@ enum sn_pop_array_id {
 	SN_PA_PORTS,
 	SN_PA_DECISIONS,
 	SN_PA_LIMITS,
-	SN_PA_NODES4,
-	SN_PA_RANGES4,
+	SN_PA_NODES4, /* range-trie words, two per element (sentry_abi.h) */
 	SN_PA_NODES6,
-	SN_PA_RANGES6,
 	SN_PA_N
 };
 
@@ -201,6 +200,13 @@ void sn_pop_rollback(struct sn_pop *p);
  * (err says how), -ENOMEM.
  */
 int sn_pop_derive(struct sn_pop *p, char *err, size_t errlen);
+
+/*
+ * Words of the family's range trie (0 IPv4, 1 IPv6) in use in each
+ * generation, two per map element; -1 while the layout is not known
+ * (adopted state before the first translation).
+ */
+int64_t sn_pop_trie_words_used(const struct sn_pop *p, int family);
 
 /*
  * Classify like the XDP program over the population (tests): the decision

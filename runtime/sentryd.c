@@ -3,10 +3,17 @@
  * interfaces, follow changes of the policy files, and stay until told to
  * stop.
  *
- *   sentryd --iface IF [--iface IF2 ...] --policy PATH
+ *   sentryd [--config FILE] --iface IF [--iface IF2 ...] --policy PATH
  *           [--xdp-mode auto|native|generic] [--pin-root DIR]
  *           [--state-dir DIR] [--detach-on-exit] [--log-level LEVEL]
- *           [--no-watch] [--debounce-ms N] [--settle-ms N]
+ *           [--log-format logfmt|json|text] [--api-listen ADDR]
+ *           [--api-token-file FILE] [--no-watch] [--debounce-ms N]
+ *           [--settle-ms N]
+ *   sentryd --check-config FILE [flags]
+ *
+ * The configuration file (YAML, runtime/config.h) says the same as the
+ * flags; a flag given overrides it.  An invalid file is reported with
+ * line and column and nothing is attached (exit 2).
  *
  * Per interface: load the program for the image, fill its maps, attach
  * with a bpf_link, record sn_meta, save the image (rule locations for
@@ -28,10 +35,16 @@
  * last good policy keeps enforcing, the diagnostics are logged as
  * sentry-compile prints them and kept in <state-dir>/<ifname>/reload.status
  * for `sentryctl status`, and the next change is tried again.  SIGHUP
- * reloads at once.
+ * reloads at once, and so does POST /v1/reload.
+ *
+ * The control surface - Prometheus metrics and the REST API (http.h,
+ * api.h) - runs in the same event loop, so handlers read the daemon's
+ * state (rt.h) without locks.  Under systemd (Type=notify) it reports
+ * READY=1 once every interface enforces and the API listens, RELOADING=1
+ * around reloads and STOPPING=1 on the way out.
  *
  * Exit: 0 clean exit after SIGTERM/SIGINT, 1 invalid policy or runtime
- * failure, 2 usage.
+ * failure, 2 usage or invalid configuration.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -49,6 +62,7 @@
 #include <sys/file.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
+#include <systemd/sd-daemon.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -56,8 +70,11 @@
 #include "../compiler/compile.h"
 #include "../compiler/image.h"
 #include "bpffs.h"
+#include "config.h"
 #include "dataplane.h"
+#include "http.h"
 #include "log.h"
+#include "rt.h"
 #include "state.h"
 #include "watch.h"
 
@@ -75,22 +92,33 @@ enum {
 
 struct opts {
 	const char *ifaces[MAX_IFACES];
+	enum sn_xdp_mode_request modes[MAX_IFACES]; /* per interface */
 	int n_ifaces;
 	const char *policy;
-	enum sn_xdp_mode_request mode;
+	enum sn_xdp_mode_request mode; /* --xdp-mode, for every interface */
 	const char *pin_root;
 	const char *state_dir;
 	bool detach_on_exit;
 	enum sn_log_level level;
+	enum sn_log_format format;
+	const char *api_listen;  /* "off", "unix:PATH", "HOST:PORT" */
+	const char *token_file;  /* NULL: no mutating API calls */
+	bool api_listen_given;   /* by flag or file, not the default */
 	bool watch;        /* follow changes of the policy files */
 	int debounce_ms;   /* quiet period after a file is complete */
 	int settle_ms;     /* ... while a file is being written */
 	int max_wait_ms;   /* at most this long after the first change */
+	const char *config;      /* --config FILE */
+	bool check_config;       /* --check-config FILE: check and exit */
+	/* which flags were given: they override the configuration file */
+	bool mode_set, level_set, format_set, watch_set, debounce_set,
+	     settle_set;
 };
 
 /* What has been done on one interface, so a rollback undoes exactly it. */
 struct iface {
 	const char *name;
+	enum sn_xdp_mode_request mode_req;
 	int ifindex;
 	char pin_dir[PATH_MAX];
 	struct sn_dataplane *dp;
@@ -124,24 +152,40 @@ struct daemon {
 	struct srcsig *sigs;
 	size_t n_sigs;
 	uint64_t reloads_ok, reloads_failed;
+	struct sn_config cfg;     /* owns the strings opts point into */
+	struct sn_rt rt;          /* what the API and metrics report */
+	struct sn_http *http;     /* NULL: api.listen off */
+	const char *trigger;      /* of the reload under way (rt.h) */
+	bool deferred;            /* a reload found the files changing */
 };
 
 static void usage(FILE *out)
 {
 	fprintf(out,
-		"usage: sentryd --iface IF [--iface IF2 ...] --policy PATH [options]\n"
+		"usage: sentryd [--config FILE] --iface IF [--iface IF2 ...] --policy PATH [options]\n"
+		"       sentryd --check-config FILE [options]\n"
 		"\n"
 		"Compile PATH and enforce it with XDP on every --iface, then run\n"
 		"until SIGTERM/SIGINT.  Enforcement is pinned: it stays after this\n"
 		"process exits (even by crash) until `sentryctl detach`.\n"
 		"\n"
-		"  --iface IF          interface to protect (repeatable, max %d)\n"
+		"  --config FILE       YAML configuration (SPEC.md 6.4); flags given\n"
+		"                      here override it\n"
+		"  --check-config FILE check FILE (and the flags) and exit: 0 valid,\n"
+		"                      2 invalid; needs no root\n"
+		"  --iface IF          interface to protect (repeatable, max %d;\n"
+		"                      replaces the file's interfaces)\n"
 		"  --policy PATH       policy file (.sentry)\n"
-		"  --xdp-mode MODE     auto (default), native or generic\n"
+		"  --xdp-mode MODE     auto (default), native or generic, for every\n"
+		"                      interface\n"
 		"  --pin-root DIR      bpffs directory for pins (default %s)\n"
 		"  --state-dir DIR     saved policy images (default %s)\n"
 		"  --detach-on-exit    detach and unpin on SIGTERM/SIGINT\n"
 		"  --log-level LEVEL   debug, info (default), warn, error\n"
+		"  --log-format FMT    logfmt (default), json or text\n"
+		"  --api-listen ADDR   HOST:PORT, [V6]:PORT, unix:/PATH or off\n"
+		"                      (default %s)\n"
+		"  --api-token-file F  bearer token for POST calls (root-owned, 0600)\n"
 		"  --no-watch          do not follow changes of the policy files\n"
 		"                      (SIGHUP still reloads)\n"
 		"  --debounce-ms N     quiet time after a policy file is saved,\n"
@@ -149,12 +193,13 @@ static void usage(FILE *out)
 		"  --settle-ms N       quiet time while a file is being written\n"
 		"                      (default %d)\n"
 		"\n"
-		"Logs are logfmt lines on stderr; invalid policies are reported\n"
-		"like sentry-compile does.\n"
+		"Logs go to stderr; invalid policies are reported like sentry-compile\n"
+		"does.\n"
 		"\n"
-		"exit: 0 clean exit, 1 invalid policy or runtime failure, 2 usage\n",
+		"exit: 0 clean exit, 1 invalid policy or runtime failure,\n"
+		"      2 usage or invalid configuration\n",
 		MAX_IFACES, SN_DEFAULT_PIN_ROOT, SN_DEFAULT_STATE_DIR,
-		SN_DEBOUNCE_MS, SN_SETTLE_MS);
+		SN_API_DEFAULT_LISTEN, SN_DEBOUNCE_MS, SN_SETTLE_MS);
 }
 
 static int usage_error(const char *fmt, ...)
@@ -170,6 +215,19 @@ static int usage_error(const char *fmt, ...)
 	return EXIT_USAGE;
 }
 
+static int parse_mode(const char *s, enum sn_xdp_mode_request *out)
+{
+	if (strcmp(s, "auto") == 0)
+		*out = SN_XDP_MODE_AUTO;
+	else if (strcmp(s, "native") == 0)
+		*out = SN_XDP_MODE_NATIVE;
+	else if (strcmp(s, "generic") == 0)
+		*out = SN_XDP_MODE_GENERIC;
+	else
+		return -1;
+	return 0;
+}
+
 /* Returns -1 to go on, or the exit code. */
 static int parse_args(int argc, char **argv, struct opts *o)
 {
@@ -181,17 +239,21 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		{ "state-dir", required_argument, NULL, 'S' },
 		{ "detach-on-exit", no_argument, NULL, 'D' },
 		{ "log-level", required_argument, NULL, 'l' },
+		{ "log-format", required_argument, NULL, 'f' },
+		{ "api-listen", required_argument, NULL, 'A' },
+		{ "api-token-file", required_argument, NULL, 'T' },
 		{ "no-watch", no_argument, NULL, 'W' },
 		{ "debounce-ms", required_argument, NULL, 'b' },
 		{ "settle-ms", required_argument, NULL, 's' },
+		{ "config", required_argument, NULL, 'c' },
+		{ "check-config", required_argument, NULL, 'C' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	*o = (struct opts){
 		.mode = SN_XDP_MODE_AUTO,
-		.pin_root = SN_DEFAULT_PIN_ROOT,
-		.state_dir = SN_DEFAULT_STATE_DIR,
 		.level = SN_LOG_INFO,
+		.format = SN_LOG_LOGFMT,
 		.watch = true,
 		.debounce_ms = SN_DEBOUNCE_MS,
 		.settle_ms = SN_SETTLE_MS,
@@ -216,15 +278,10 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			break;
 		case 'p': o->policy = optarg; break;
 		case 'm':
-			if (strcmp(optarg, "auto") == 0)
-				o->mode = SN_XDP_MODE_AUTO;
-			else if (strcmp(optarg, "native") == 0)
-				o->mode = SN_XDP_MODE_NATIVE;
-			else if (strcmp(optarg, "generic") == 0)
-				o->mode = SN_XDP_MODE_GENERIC;
-			else
+			if (parse_mode(optarg, &o->mode))
 				return usage_error("bad --xdp-mode '%s' (auto, "
 						   "native or generic)", optarg);
+			o->mode_set = true;
 			break;
 		case 'P': o->pin_root = optarg; break;
 		case 'S': o->state_dir = optarg; break;
@@ -232,8 +289,25 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		case 'l':
 			if (sn_log_level_parse(optarg, &o->level))
 				return usage_error("bad --log-level '%s'", optarg);
+			o->level_set = true;
 			break;
-		case 'W': o->watch = false; break;
+		case 'f':
+			if (sn_log_format_parse(optarg, &o->format))
+				return usage_error("bad --log-format '%s' (logfmt, "
+						   "json or text)", optarg);
+			o->format_set = true;
+			break;
+		case 'A': {
+			struct sn_listen l;
+			char err[256];
+			if (sn_listen_parse(optarg, &l, err, sizeof(err)))
+				return usage_error("bad --api-listen '%s': %s",
+						   optarg, err);
+			o->api_listen = optarg;
+			break;
+		}
+		case 'T': o->token_file = optarg; break;
+		case 'W': o->watch = false; o->watch_set = true; break;
 		case 'b':
 		case 's': {
 			char *end;
@@ -243,12 +317,22 @@ static int parse_args(int argc, char **argv, struct opts *o)
 				return usage_error("bad --%s '%s' (0..60000)",
 						   c == 'b' ? "debounce-ms" :
 							      "settle-ms", optarg);
-			if (c == 'b')
+			if (c == 'b') {
 				o->debounce_ms = (int)v;
-			else
+				o->debounce_set = true;
+			} else {
 				o->settle_ms = (int)v;
+				o->settle_set = true;
+			}
 			break;
 		}
+		case 'c':
+		case 'C':
+			if (o->config)
+				return usage_error("one --config or --check-config");
+			o->config = optarg;
+			o->check_config = c == 'C';
+			break;
 		case 'h': usage(stdout); return EXIT_CLEAN;
 		case '?':
 		default:
@@ -258,15 +342,90 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	}
 	if (optind < argc)
 		return usage_error("unexpected argument '%s'", argv[optind]);
-	if (!o->n_ifaces)
-		return usage_error("at least one --iface is required");
+	return -1;
+}
+
+/*
+ * The configuration file under the flags: every flag given wins, the
+ * file fills in the rest, the built-in defaults what neither says.
+ * Problems of the merged result that the file could fix are reported
+ * against it (diags); returns -1 to go on, or the exit code.
+ */
+static int merge_config(struct opts *o, struct sn_config *cfg,
+			struct sn_config_diags *dg)
+{
+	if (o->config) {
+		if (sn_config_load(o->config, cfg, dg) == -ENOMEM)
+			return usage_error("out of memory");
+	}
+	if (!o->n_ifaces) {
+		for (int i = 0; i < cfg->n_ifaces; i++) {
+			o->ifaces[i] = cfg->ifaces[i].name;
+			o->modes[i] = cfg->ifaces[i].mode;
+		}
+		o->n_ifaces = cfg->n_ifaces;
+	} else {
+		/* Interfaces by flag take the file's mode for the same name. */
+		for (int i = 0; i < o->n_ifaces; i++)
+			for (int k = 0; k < cfg->n_ifaces; k++)
+				if (!strcmp(cfg->ifaces[k].name, o->ifaces[i]))
+					o->modes[i] = cfg->ifaces[k].mode;
+	}
+	if (o->mode_set)
+		for (int i = 0; i < o->n_ifaces; i++)
+			o->modes[i] = o->mode;
 	if (!o->policy)
-		return usage_error("--policy is required");
+		o->policy = cfg->policy;
+	if (!o->pin_root)
+		o->pin_root = cfg->pin_root ? cfg->pin_root : SN_DEFAULT_PIN_ROOT;
+	if (!o->state_dir)
+		o->state_dir = cfg->state_dir ? cfg->state_dir : SN_DEFAULT_STATE_DIR;
+	o->api_listen_given = o->api_listen || cfg->api_listen;
+	if (!o->api_listen)
+		o->api_listen = cfg->api_listen ? cfg->api_listen :
+						  SN_API_DEFAULT_LISTEN;
+	if (!o->token_file)
+		o->token_file = cfg->token_file;
+	if (!o->level_set && cfg->log_level_set)
+		o->level = cfg->log_level;
+	if (!o->format_set && cfg->log_format_set)
+		o->format = cfg->log_format;
+	if (!o->watch_set && cfg->watch_set)
+		o->watch = cfg->watch;
+	if (!o->debounce_set && cfg->debounce_set)
+		o->debounce_ms = cfg->debounce_ms;
+	if (!o->settle_set && cfg->settle_set)
+		o->settle_ms = cfg->settle_ms;
+
+	if (dg->n)
+		return EXIT_USAGE;
+	if (!o->n_ifaces) {
+		if (!o->config)
+			return usage_error("at least one --iface is required");
+		sn_config_diag(dg, 0, 0, "add  interfaces: [{name: eth0}]",
+			       "no interfaces: give 'interfaces' or --iface");
+		return EXIT_USAGE;
+	}
+	if (!o->policy) {
+		if (!o->config)
+			return usage_error("--policy is required");
+		sn_config_diag(dg, 0, 0, NULL,
+			       "no policy: give 'policy' or --policy");
+		return EXIT_USAGE;
+	}
 	if (o->pin_root[0] != '/')
 		return usage_error("--pin-root must be an absolute path (%s)",
 				   o->pin_root);
 	if (o->state_dir[0] == '\0')
 		return usage_error("--state-dir must not be empty");
+	if (o->token_file && o->token_file != cfg->token_file) {
+		/* By flag (the file's own was checked by its parser). */
+		char err[PATH_MAX + 128], hint[PATH_MAX + 64];
+		if (sn_token_read(o->token_file, NULL, err, sizeof(err), hint,
+				  sizeof(hint)))
+			return usage_error("%s%s%s", err, hint[0] ? "; " : "",
+					   hint);
+	}
 	return -1;
 }
 
@@ -379,8 +538,8 @@ static int adopt_state(struct daemon *d, struct iface *f)
 	       sn_dp_generation(f->dp), (unsigned long long)m->reloads,
 	       sn_dp_needs_new_program(f->dp) ?
 		       " (another build's program: it will be replaced)" : "");
-	if (d->o.mode != SN_XDP_MODE_AUTO &&
-	    (d->o.mode == SN_XDP_MODE_NATIVE) != (f->mode == SN_ATTACH_NATIVE))
+	if (f->mode_req != SN_XDP_MODE_AUTO &&
+	    (f->mode_req == SN_XDP_MODE_NATIVE) != (f->mode == SN_ATTACH_NATIVE))
 		sn_log(&d->log, SN_LOG_WARN, f->name,
 		       "--xdp-mode differs from the adopted attachment (%s), "
 		       "which stays: changing it needs a detach", mode_name(f->mode));
@@ -420,7 +579,7 @@ static int bring_up(struct daemon *d, struct iface *f, struct sn_image *img)
 		       err[0] ? err : strerror(-rc));
 		return rc;
 	}
-	rc = sn_dp_attach(f->dp, f->ifindex, d->o.mode, &f->mode, err,
+	rc = sn_dp_attach(f->dp, f->ifindex, f->mode_req, &f->mode, err,
 			  sizeof(err));
 	if (rc) {
 		sn_log(&d->log, SN_LOG_ERROR, f->name, "%s",
@@ -586,6 +745,36 @@ static double mono_ms(void)
 }
 
 /*
+ * Diagnostics as sentry-compile prints them: into *text (malloc'd, when
+ * text is given) and onto stderr - as they are for the logfmt and text
+ * formats, as one log line with a diagnostics field for json, so that
+ * every line of a JSON log parses.
+ */
+static void report_diags(struct daemon *d, struct sn_ctx *ctx, char **text)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	sn_diags_sort(&ctx->diags);
+	FILE *m = open_memstream(&buf, &len);
+	if (m) {
+		sn_diags_render_text(m, &ctx->diags, &ctx->sources);
+		fclose(m);
+	}
+	if (d->o.format == SN_LOG_JSON && buf) {
+		struct sn_log_kv kv[] = { { .key = "diagnostics", .str = buf } };
+		sn_log_kv(&d->log, ctx->diags.n_errors ? SN_LOG_ERROR : SN_LOG_WARN,
+			  NULL, kv, 1, "diagnostics of %s", d->o.policy);
+	} else if (buf) {
+		fputs(buf, stderr);
+		fflush(stderr);
+	}
+	if (text)
+		*text = buf;
+	else
+		free(buf);
+}
+
+/*
  * Compile d->o.policy into ctx.  On failure report like sentry-compile
  * (the same rendering, on stderr), put that rendering into *diag_text
  * (malloc'd, when diag_text is given) and a one-line reason into why, and
@@ -599,16 +788,7 @@ static int compile_policy(struct daemon *d, struct sn_ctx *ctx,
 		*diag_text = NULL;
 	int rc = sn_compile_file(ctx, d->o.policy, NULL, img);
 	if (rc == -EINVAL || ctx->diags.n_errors) {
-		sn_diags_sort(&ctx->diags);
-		sn_diags_render_text(stderr, &ctx->diags, &ctx->sources);
-		if (diag_text) {
-			size_t len = 0;
-			FILE *m = open_memstream(diag_text, &len);
-			if (m) {
-				sn_diags_render_text(m, &ctx->diags, &ctx->sources);
-				fclose(m);
-			}
-		}
+		report_diags(d, ctx, diag_text);
 		snprintf(why, whylen, "policy %s is invalid (%zu error%s)",
 			 d->o.policy, ctx->diags.n_errors,
 			 ctx->diags.n_errors == 1 ? "" : "s");
@@ -620,10 +800,8 @@ static int compile_policy(struct daemon *d, struct sn_ctx *ctx,
 			 strerror(-rc));
 		return -1;
 	}
-	if (ctx->diags.n) { /* warnings, shown as sentry-compile shows them */
-		sn_diags_sort(&ctx->diags);
-		sn_diags_render_text(stderr, &ctx->diags, &ctx->sources);
-	}
+	if (ctx->diags.n) /* warnings, shown as sentry-compile shows them */
+		report_diags(d, ctx, NULL);
 	/* The checksum is defined over the serialised image; compute it now
 	 * because sn_meta records it before the image is saved. */
 	void *buf = NULL;
@@ -846,33 +1024,115 @@ static enum sn_watch_event changed_meanwhile(struct daemon *d)
 	return ev;
 }
 
+/* ---- systemd and the record of reloads ---------------------------------------- */
+
+/*
+ * sd_notify with a STATUS= line saying what enforces; state is READY=1,
+ * RELOADING=1, STOPPING=1 or NULL.  A no-op unless systemd started us
+ * (NOTIFY_SOCKET), so nothing here can fail the daemon.
+ */
+static void notify(struct daemon *d, const char *state, const char *what)
+{
+	char status[256];
+	if (what)
+		snprintf(status, sizeof(status), "%s", what);
+	else
+		snprintf(status, sizeof(status), "enforcing policy %.12s on %d "
+			 "interface%s%s", d->enforced_hex, d->o.n_ifaces,
+			 d->o.n_ifaces == 1 ? "" : "s",
+			 d->rt.failure.at_ns && d->rt.failure.current ?
+				 "; the last reload failed" : "");
+	if (state && !strcmp(state, "RELOADING=1")) {
+		/* Type=notify-reload wants the time the reload began. */
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=%s",
+			   (unsigned long long)ts.tv_sec * 1000000ull +
+				   (unsigned long long)ts.tv_nsec / 1000ull, status);
+	} else {
+		sd_notifyf(0, "%s%sSTATUS=%s", state ? state : "",
+			   state ? "\n" : "", status);
+	}
+}
+
+/*
+ * One reload's outcome: into the API's history and histogram, and the
+ * one log line every reload gets (result, rule count, entries written,
+ * durations), with the message the line always had.
+ */
+static const struct sn_rt_reload *record_reload(
+	struct daemon *d, enum sn_rt_result result, bool policy_error,
+	double t0, uint64_t entries, uint32_t rules, const char *error,
+	const char *diags, const char *previous, double compile_ms,
+	double apply_ms, const char *msg)
+{
+	struct sn_rt_reload r = {
+		.at_ns = realtime_ns(),
+		.trigger = d->trigger ? d->trigger : "watch",
+		.result = result,
+		.policy_error = policy_error,
+		.duration_s = (mono_ms() - t0) / 1e3,
+		.entries = entries,
+		.rules = rules,
+		.error = (char *)error,
+	};
+	memcpy(r.checksum, d->enforced_hex, sizeof(r.checksum));
+	const struct sn_rt_reload *e = sn_rt_record(&d->rt, &r, diags);
+	char pol[13], prev[13] = "";
+	snprintf(pol, sizeof(pol), "%.12s",
+		 result == SN_RT_FAILED ? d->enforced_hex : d->checksum_hex);
+	if (previous)
+		snprintf(prev, sizeof(prev), "%.12s", previous);
+	struct sn_log_kv kv[] = {
+		{ .key = "event", .str = "reload" },
+		{ .key = "result", .str = sn_rt_result_name(result) },
+		{ .key = "trigger", .str = r.trigger },
+		{ .key = "policy", .str = pol },
+		{ .key = "rules", .num = rules },
+		{ .key = "entries", .num = (double)entries },
+		{ .key = "duration_ms", .num = (double)(long long)(r.duration_s * 1e5) / 1e2 },
+		{ .key = "compile_ms", .num = (double)(long long)(compile_ms * 1e2) / 1e2 },
+		{ .key = "apply_ms", .num = (double)(long long)(apply_ms * 1e2) / 1e2 },
+		{ .key = "previous", .str = prev },
+	};
+	size_t n = sizeof(kv) / sizeof(kv[0]) - (previous ? 0 : 1);
+	sn_log_kv(&d->log, result == SN_RT_FAILED ? SN_LOG_ERROR : SN_LOG_INFO,
+		  NULL, kv, n, "%s", msg);
+	return e;
+}
+
 /*
  * Recompile and apply.  Nothing changes unless every interface takes the
  * new policy; the last good one stays otherwise.  since: when the first
- * change was seen (CLOCK_MONOTONIC ms), 0 for SIGHUP.  Returns
- * SN_WATCH_NONE, or the kind of change that made the compile outdated
- * before it was applied (the caller compiles again after a quiet period).
+ * change was seen (CLOCK_MONOTONIC ms), 0 for SIGHUP and the API.
+ * Returns SN_WATCH_NONE (the outcome is recorded: record_reload), or the
+ * kind of change that made the compile outdated before it was applied
+ * (the caller compiles again after a quiet period).
  */
 static enum sn_watch_event reload(struct daemon *d, double since)
 {
 	const double t0 = mono_ms();
 	struct sn_ctx ctx;
 	struct sn_image *img = NULL;
-	char why[PATH_MAX + 256] = "", *diags = NULL, extra[512];
+	char why[PATH_MAX + 256] = "", *diags = NULL, msg[PATH_MAX + 512];
+	char extra[512];
 	int failed_at = -1, rc;
 
+	notify(d, "RELOADING=1", "reloading the policy");
 	sn_ctx_init(&ctx);
 	rc = compile_policy(d, &ctx, &img, &diags, why, sizeof(why));
 	const double t_compiled = mono_ms();
 	update_watches(d, &ctx);
 	if (rc) {
 		d->reloads_failed++;
-		sn_log(&d->log, SN_LOG_ERROR, NULL,
-		       "%s; policy %.12s stays enforced (fix it and save again)",
-		       why, d->enforced_hex);
+		snprintf(msg, sizeof(msg), "%s; policy %.12s stays enforced (fix "
+			 "it and save again)", why, d->enforced_hex);
+		record_reload(d, SN_RT_FAILED, true, t0, 0, d->rt.policy.n_rules,
+			      why, diags, NULL, t_compiled - t0, 0, msg);
 		write_status(d, "failed", why, diags, NULL, NULL);
 		free(diags);
 		sn_ctx_free(&ctx);
+		notify(d, "READY=1", NULL);
 		return SN_WATCH_NONE;
 	}
 	enum sn_watch_event again = changed_meanwhile(d);
@@ -881,14 +1141,17 @@ static enum sn_watch_event reload(struct daemon *d, double since)
 		       "a policy file changed while it compiled (%.0f ms): "
 		       "compiling again", t_compiled - t0);
 		sn_ctx_free(&ctx);
+		notify(d, "READY=1", NULL);
 		return again;
 	}
 	if (!strcmp(d->checksum_hex, d->enforced_hex)) {
-		sn_log(&d->log, SN_LOG_INFO, NULL,
-		       "policy %.12s unchanged (compiled in %.1f ms)",
-		       d->enforced_hex, t_compiled - t0);
+		snprintf(msg, sizeof(msg), "policy %.12s unchanged (compiled in "
+			 "%.1f ms)", d->enforced_hex, t_compiled - t0);
+		record_reload(d, SN_RT_UNCHANGED, false, t0, 0, img->n_rules,
+			      NULL, NULL, NULL, t_compiled - t0, 0, msg);
 		write_status(d, "unchanged", NULL, NULL, NULL, NULL);
 		sn_ctx_free(&ctx);
+		notify(d, "READY=1", NULL);
 		return SN_WATCH_NONE;
 	}
 	char err[512] = "";
@@ -931,10 +1194,14 @@ static enum sn_watch_event reload(struct daemon *d, double since)
 			sn_arena_free(&arena);
 		}
 		d->reloads_failed++;
-		sn_log(&d->log, SN_LOG_ERROR, d->ifs[failed_at].name,
-		       "%s; policy %.12s stays enforced", why, d->enforced_hex);
+		snprintf(msg, sizeof(msg), "%s; policy %.12s stays enforced", why,
+			 d->enforced_hex);
+		record_reload(d, SN_RT_FAILED, false, t0, 0, d->rt.policy.n_rules,
+			      why, NULL, NULL, t_compiled - t0,
+			      mono_ms() - t_compiled, msg);
 		write_status(d, "failed", why, NULL, NULL, NULL);
 		sn_ctx_free(&ctx);
+		notify(d, "READY=1", NULL);
 		return SN_WATCH_NONE;
 	}
 	for (int i = 0; i < d->o.n_ifaces; i++) {
@@ -951,6 +1218,9 @@ static enum sn_watch_event reload(struct daemon *d, double since)
 	char was[13];
 	snprintf(was, sizeof(was), "%.12s", d->enforced_hex);
 	memcpy(d->enforced_hex, d->checksum_hex, sizeof(d->enforced_hex));
+	if (sn_rt_set_policy(&d->rt, img, realtime_ns()))
+		sn_log(&d->log, SN_LOG_WARN, NULL, "out of memory: the API "
+		       "shows the previous rule table");
 	const struct sn_dp_stats *st = sn_dp_stats(d->ifs[0].dp);
 	if (t_enforced <= 0)
 		t_enforced = mono_ms();
@@ -959,16 +1229,39 @@ static enum sn_watch_event reload(struct daemon *d, double since)
 		 "apply_ms=%.2f\nsince_change_ms=%.2f", was, entries,
 		 replaced ? "yes" : "no", t_compiled - t0, t_enforced - t_compiled,
 		 since > 0 ? t_enforced - since : 0.0);
-	sn_log(&d->log, SN_LOG_INFO, NULL,
-	       "applied policy=%.12s (was %s) entries=%zu%s compile=%.1fms "
-	       "write=%.2fms flip=%.3fms level=%.2fms enforced %.1fms after the "
-	       "change", d->enforced_hex, was, entries,
-	       replaced ? " program replaced" : "", t_compiled - t0,
-	       st->write_ms, st->flip_ms, st->level_ms,
-	       since > 0 ? t_enforced - since : t_enforced - t0);
+	snprintf(msg, sizeof(msg),
+		 "applied policy=%.12s (was %s) entries=%zu%s compile=%.1fms "
+		 "write=%.2fms flip=%.3fms level=%.2fms enforced %.1fms after the "
+		 "change", d->enforced_hex, was, entries,
+		 replaced ? " program replaced" : "", t_compiled - t0,
+		 st->write_ms, st->flip_ms, st->level_ms,
+		 since > 0 ? t_enforced - since : t_enforced - t0);
+	record_reload(d, SN_RT_OK, false, t0, entries, img->n_rules, NULL, NULL,
+		      was, t_compiled - t0, t_enforced - t_compiled, msg);
 	write_status(d, "ok", NULL, NULL, NULL, extra);
 	sn_ctx_free(&ctx);
+	notify(d, "READY=1", NULL);
 	return SN_WATCH_NONE;
+}
+
+/*
+ * POST /v1/reload: the reload SIGHUP does, run to its outcome.  A compile
+ * that the files overtake is repeated a few times; if they keep changing
+ * the event loop takes over after the quiet period (NULL: HTTP 503).
+ */
+static const struct sn_rt_reload *api_reload(void *ctx)
+{
+	struct daemon *d = ctx;
+	sn_log(&d->log, SN_LOG_INFO, NULL, "reload requested through the API");
+	for (int i = 0; i < 3; i++) {
+		d->trigger = "api";
+		enum sn_watch_event again = reload(d, 0);
+		d->trigger = NULL;
+		if (again == SN_WATCH_NONE)
+			return sn_rt_recent(&d->rt, 0);
+	}
+	d->deferred = true;
+	return NULL;
 }
 
 /*
@@ -1023,17 +1316,19 @@ static int adopt_apply(struct daemon *d, struct sn_image *img, char *why,
 }
 
 /*
- * Wait for signals, file changes and quiet periods; returns the stop
- * signal, or -errno.
+ * Wait for signals, file changes, quiet periods and HTTP requests;
+ * returns the stop signal, or -errno.
  */
 static int run_loop(struct daemon *d, int sfd)
 {
 	double deadline = 0, first = 0;
 
 	for (;;) {
-		struct pollfd pfd[2] = {
+		struct pollfd pfd[3] = {
 			{ .fd = sfd, .events = POLLIN },
 			{ .fd = d->watch ? sn_watch_fd(d->watch) : -1,
+			  .events = POLLIN },
+			{ .fd = d->http ? sn_http_fd(d->http) : -1,
 			  .events = POLLIN },
 		};
 		int timeout = -1;
@@ -1041,7 +1336,10 @@ static int run_loop(struct daemon *d, int sfd)
 			double left = deadline - mono_ms();
 			timeout = left <= 0 ? 0 : (int)left + 1;
 		}
-		int n = poll(pfd, 2, timeout);
+		int ht = d->http ? sn_http_timeout_ms(d->http) : -1;
+		if (ht >= 0 && (timeout < 0 || ht < timeout))
+			timeout = ht;
+		int n = poll(pfd, 3, timeout);
 		if (n < 0 && errno != EINTR)
 			return -errno;
 		if (n > 0 && (pfd[0].revents & POLLIN)) {
@@ -1052,7 +1350,9 @@ static int run_loop(struct daemon *d, int sfd)
 				sn_log(&d->log, SN_LOG_INFO, NULL,
 				       "SIGHUP: reloading %s", d->o.policy);
 				deadline = first = 0;
+				d->trigger = "signal";
 				enum sn_watch_event again = reload(d, 0);
+				d->trigger = NULL;
 				if (again != SN_WATCH_NONE) {
 					first = mono_ms();
 					deadline = first + (again == SN_WATCH_WRITING ?
@@ -1076,6 +1376,17 @@ static int run_loop(struct daemon *d, int sfd)
 				if (deadline > first + d->o.max_wait_ms)
 					deadline = first + d->o.max_wait_ms;
 			}
+		}
+		/* Always: MHD also has timeouts of its own to run. */
+		if (d->http)
+			sn_http_run(d->http);
+		if (d->deferred) {
+			/* An API reload found the files changing: the quiet
+			 * period decides, as for a file event. */
+			d->deferred = false;
+			if (first <= 0)
+				first = mono_ms();
+			deadline = mono_ms() + d->o.debounce_ms;
 		}
 		if (deadline > 0 && mono_ms() >= deadline) {
 			double since = first;
@@ -1137,9 +1448,52 @@ int main(int argc, char **argv)
 	int rc = parse_args(argc, argv, &d.o);
 	if (rc >= 0)
 		return rc;
-	d.log = (struct sn_log){ .out = stderr, .min = d.o.level };
+	struct sn_config_diags dg = { 0 };
+	rc = merge_config(&d.o, &d.cfg, &dg);
+	if (dg.n)
+		sn_config_render(stderr, d.o.config ? d.o.config : "sentryd", &dg);
+	sn_config_diags_free(&dg);
+	if (d.o.check_config && rc < 0)
+		printf("%s: ok\n", d.o.config);
+	if (rc >= 0 || d.o.check_config) {
+		sn_config_free(&d.cfg);
+		return rc >= 0 ? rc : EXIT_CLEAN;
+	}
+	d.log = (struct sn_log){ .out = stderr, .min = d.o.level,
+				 .format = d.o.format };
 	for (int i = 0; i < MAX_IFACES; i++)
 		d.ifs[i].lock_fd = -1;
+	for (int i = 0; i < d.o.n_ifaces; i++)
+		d.ifs[i].mode_req = d.o.modes[i];
+
+	/* The API's address and token, before anything is touched: a
+	 * token that cannot be read is a configuration error. */
+	struct sn_listen listen;
+	char *token = NULL;
+	{
+		char lerr[PATH_MAX + 128], hint[PATH_MAX + 64] = "";
+		if (sn_listen_parse(d.o.api_listen, &listen, lerr, sizeof(lerr)) ||
+		    (d.o.token_file &&
+		     sn_token_read(d.o.token_file, &token, lerr, sizeof(lerr),
+				   hint, sizeof(hint)))) {
+			sn_log(&d.log, SN_LOG_ERROR, NULL, "%s%s%s", lerr,
+			       hint[0] ? "; " : "", hint);
+			sn_config_free(&d.cfg);
+			return EXIT_USAGE;
+		}
+	}
+	sn_rt_init(&d.rt);
+	d.rt.pid = getpid();
+	d.rt.started_ns = realtime_ns();
+	d.rt.policy_path = d.o.policy;
+	d.rt.listen = d.o.api_listen;
+	d.rt.pin_root = d.o.pin_root;
+	d.rt.state_dir = d.o.state_dir;
+	d.rt.reload = api_reload;
+	d.rt.reload_ctx = &d;
+	d.rt.n_ifaces = d.o.n_ifaces;
+	for (int i = 0; i < d.o.n_ifaces; i++)
+		d.rt.ifaces[i].name = d.o.ifaces[i];
 
 	/* Block the stop signals first: one that arrives during setup waits
 	 * in the signalfd and is honoured once setup is complete, instead
@@ -1223,6 +1577,33 @@ int main(int argc, char **argv)
 		goto fail_early;
 	}
 
+	/* The API listens before anything is attached, so an address in use
+	 * leaves nothing behind; requests wait in the backlog until the
+	 * event loop runs. */
+	if (listen.kind != SN_LISTEN_OFF) {
+		rc = sn_http_start(&listen, token, &d.rt, &d.log, &d.http, err,
+				   sizeof(err));
+		if (rc == -EADDRINUSE && !d.o.api_listen_given) {
+			/* The default address, taken: another sentryd in this
+			 * network namespace (one daemon per interface is how
+			 * several interfaces may be run).  Enforcing matters
+			 * more than the API nobody asked for explicitly. */
+			sn_log(&d.log, SN_LOG_WARN, NULL, "API: %s; running "
+			       "without the API (set api.listen to give this "
+			       "daemon one)", err);
+			rc = 0;
+		} else if (rc) {
+			sn_log(&d.log, SN_LOG_ERROR, NULL, "API: %s; nothing "
+			       "attached", err);
+			remove_roots(&d);
+			goto fail_early;
+		} else {
+			sn_log(&d.log, SN_LOG_INFO, NULL, "API listening on %s%s",
+			       d.o.api_listen,
+			       token ? "" : " (read-only: no token file)");
+		}
+	}
+
 	/* Pinned state of an earlier daemon: adopted, never interrupted. */
 	int n_adopted = 0;
 	for (int i = 0; i < d.o.n_ifaces; i++) {
@@ -1254,6 +1635,15 @@ int main(int argc, char **argv)
 		       "%s; the adopted policy %.12s stays enforced (fix it and "
 		       "save again)", why, d.enforced_hex);
 		write_status(&d, "failed", why, diags, NULL, NULL);
+		sn_rt_set_checksum(&d.rt, d.enforced_hex,
+				   sn_dp_meta(d.ifs[0].dp)->applied_at_ns);
+		sn_rt_record(&d.rt, &(struct sn_rt_reload){
+			.at_ns = realtime_ns(), .trigger = "start",
+			.result = SN_RT_FAILED, .policy_error = true,
+			.error = why }, diags);
+		memcpy(d.rt.history[(d.rt.head + SN_RT_HISTORY - 1) %
+				    SN_RT_HISTORY].checksum,
+		       d.enforced_hex, sizeof(d.enforced_hex));
 	} else {
 		for (int i = 0; i < d.o.n_ifaces && !rc; i++)
 			if (!d.ifs[i].adopted)
@@ -1275,7 +1665,18 @@ int main(int argc, char **argv)
 		} else {
 			write_status(&d, "ok", NULL, NULL, NULL, "previous=none");
 		}
+		if (sn_rt_set_policy(&d.rt, img, realtime_ns()))
+			sn_log(&d.log, SN_LOG_WARN, NULL, "out of memory: the "
+			       "API shows no rule table until the next reload");
+		struct sn_rt_reload start = {
+			.at_ns = realtime_ns(), .trigger = "start",
+			.result = SN_RT_OK, .rules = img->n_rules,
+		};
+		memcpy(start.checksum, d.enforced_hex, sizeof(start.checksum));
+		sn_rt_record(&d.rt, &start, NULL);
 	}
+	for (int i = 0; i < d.o.n_ifaces; i++)
+		d.rt.ifaces[i].dp = d.ifs[i].dp;
 	free(diags);
 	diags = NULL;
 	/* The image (and its arena) is no longer needed while we wait. */
@@ -1288,6 +1689,8 @@ int main(int argc, char **argv)
 	 * that finds the files changing again.) */
 	if (sources_changed(&d))
 		reload(&d, mono_ms());
+	/* Every interface enforces and the API listens. */
+	notify(&d, "READY=1", NULL);
 
 	int sig = run_loop(&d, sfd);
 	if (sig < 0)
@@ -1296,19 +1699,32 @@ int main(int argc, char **argv)
 	else
 		sn_log(&d.log, SN_LOG_INFO, NULL, "received %s",
 		       sig == SIGTERM ? "SIGTERM" : "SIGINT");
+	notify(&d, "STOPPING=1", d.o.detach_on_exit ? "stopping; detaching" :
+			"stopping; enforcement stays pinned");
 	close(sfd);
+	sn_http_stop(d.http);
+	d.http = NULL;
 	rc = shut_down(&d);
 	release_locks(&d);
 	sn_watch_close(d.watch);
 	sigs_free(&d);
+	sn_rt_free(&d.rt);
+	sn_config_free(&d.cfg);
+	free(token);
 	return sig < 0 ? EXIT_FAIL : rc;
 
 fail_early:
+	notify(&d, NULL, "failed to start; nothing attached");
+	sn_http_stop(d.http);
+	d.http = NULL;
 	release_locks(&d);
 	free(diags);
 	sn_ctx_free(&ctx);
 	sn_watch_close(d.watch);
 	sigs_free(&d);
 	close(sfd);
+	sn_rt_free(&d.rt);
+	sn_config_free(&d.cfg);
+	free(token);
 	return EXIT_FAIL;
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run every test suite (or the ones named: unit golden kernel e2e) and end
+# Run every test suite (or the ones named: unit golden deploy kernel e2e) and end
 # with one "N passed, N failed, N skipped" line.
 #
 # Kernel and end-to-end tests need root and a BPF-capable kernel.  Without
@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 
 BUILD=${BUILD:-build}
 suites=("$@")
-((${#suites[@]})) || suites=(unit golden kernel e2e)
+((${#suites[@]})) || suites=(unit golden deploy kernel e2e)
 require_kernel=0
 [[ ${SENTRY_REQUIRE_KERNEL:-0} == 1 || ${CI:-} == true ]] && require_kernel=1
 
@@ -69,6 +69,9 @@ for suite in "${suites[@]}"; do
 		;;
 	golden)
 		run golden tests/golden/run.sh
+		;;
+	deploy)
+		run deploy tests/deploy/check.sh
 		;;
 	kernel | e2e)
 		if reason=$(kernel_ready); then

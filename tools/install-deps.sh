@@ -10,9 +10,13 @@ packages=(
 	libssl-dev
 	flex bison
 	libyaml-dev
+	libmicrohttpd-dev libjansson-dev libsystemd-dev libcurl4-openssl-dev
+	curl jq prometheus
 	iproute2 iputils-ping procps kmod
 	nftables xdp-tools
 	iptables ipset ethtool
+	systemd python3-yaml
+	chromium chromium-driver
 )
 
 missing=()
@@ -36,5 +40,6 @@ fi
 
 
 if [[ $EUID -eq 0 ]] && ! mountpoint -q /sys/fs/bpf; then
-	mount -t bpf bpf /sys/fs/bpf
+	mount -t bpf bpf /sys/fs/bpf 2>/dev/null ||
+		echo "install-deps: cannot mount bpffs at /sys/fs/bpf (a container?); kernel tests will say so" >&2
 fi

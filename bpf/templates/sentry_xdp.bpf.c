@@ -4,12 +4,12 @@
  *
  * Per packet: parse once, read the active generation (sn_gen, SPEC.md
  * 4.3) once, one source lookup (by family: the range trie or LPM trie the
- * compiler chose, SPEC.md 4) -> source class, one L4 class (sn_proto, and
- * sn_ports for a port-table protocol), one decision lookup, one per-CPU
- * counter update.  Every lookup of a packet is in the generation read at
- * its start, so a reload that flips sn_gen never shows a packet a mix of
- * two policies.  The work is the same for 1 rule or 100k rules: the
- * compiler folded the policy into these tables.
+ * compiler chose, SPEC.md 4) -> source class, one L4 class (sn_ports for
+ * TCP/UDP with a port table in use, else sn_proto), one decision lookup,
+ * one per-CPU counter update.  Every lookup of a packet is in the
+ * generation read at its start, so a reload that flips sn_gen never shows
+ * a packet a mix of two policies.  The work is the same for 1 rule or
+ * 100k rules: the compiler folded the policy into these tables.
  *
  * Packet classes (SPEC.md "Packet classes" is copied from this list; keep
  * them in step):
@@ -95,15 +95,13 @@ const volatile __u32 sn_port_tables = 0;
  * Generations (bpf/sentry_abi.h, SPEC.md 4.3): entries per generation of
  * each classification array, set by the loader.  Generation g of a map
  * holds its entries at [g * cap, (g + 1) * cap); indexes inside entries
- * (trie children, first ranges) are relative to the generation, so both
+ * (trie children, leaf blocks) are relative to the generation, so both
  * generations hold the same bytes.
  */
 const volatile __u32 sn_cap_decisions = 32;
 const volatile __u32 sn_cap_limits = 32;
-const volatile __u32 sn_cap_src4_nodes = 32;
-const volatile __u32 sn_cap_src4_ranges = 32;
+const volatile __u32 sn_cap_src4_nodes = 32; /* elements (two words each) */
 const volatile __u32 sn_cap_src6_nodes = 32;
-const volatile __u32 sn_cap_src6_ranges = 32;
 #define SN_CAP_PROTO 256u
 #define SN_CAP_PORTS (SN_PORT_TABLES * SN_PORTS_PER_TABLE)
 
@@ -136,37 +134,27 @@ struct {
 } sn_lpm6_g0 SEC(".maps"), sn_lpm6_g1 SEC(".maps");
 
 /*
- * The range tries (bpf/sentry_abi.h, SPEC.md 4): what the compiler chose
- * instead of the LPM tries for a family, unless nodes[0] says
- * SN_SRC_USE_LPM.  Sized by the loader from the image.
+ * The range tries (bpf/sentry_abi.h, SPEC.md 4.2): what the compiler chose
+ * instead of the LPM tries for a family, unless word 0 says
+ * SN_SRC_USE_LPM.  Node entries and leaf blocks in one array of u32 words,
+ * two per element: word i is half i & 1 of element i >> 1 (an array
+ * pads every value to 8 bytes, so u32 values would take twice the
+ * memory and spread a block over twice the cache lines).  Sized by the
+ * loader from the image.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 64);
 	__type(key, __u32);
-	__type(value, __u32);
+	__type(value, __u64); /* two words: the kernel pads smaller values to 8 */
 } sn_src4_nodes SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 64);
 	__type(key, __u32);
-	__type(value, struct sn_src_range_v4);
-} sn_src4_ranges SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 64);
-	__type(key, __u32);
-	__type(value, __u32);
+	__type(value, __u64); /* two words: the kernel pads smaller values to 8 */
 } sn_src6_nodes SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 64);
-	__type(key, __u32);
-	__type(value, struct sn_src_range_v6);
-} sn_src6_ranges SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -363,7 +351,10 @@ static __always_inline __u32 l4_min_len(__u32 proto)
  * checks each once, for any argument values, instead of once per parser
  * path that reaches it (VLAN depth x IPv6 extension chain shapes).  That
  * keeps verification small and independent of how many parser outcomes
- * there are; the cost is one BPF-to-BPF call per stage.
+ * there are; the cost is one BPF-to-BPF call per stage.  The source
+ * lookups are inlined into the family parsers instead (one call less per
+ * packet; verification grows by ~1.5k instructions), and so is the
+ * decision for IPv4 (sn_decide_body); IPv6 calls sn_decide (see there).
  */
 
 /* ---- rate limits ------------------------------------------------------- */
@@ -520,7 +511,8 @@ __noinline int sn_limit(const struct sn_l3 *l3, __u32 idx)
  * Everything after L3 parsing: L4 header checks, L4 class, decision,
  * counter, verdict.
  */
-__noinline int sn_decide(struct xdp_md *ctx, const struct sn_l3 *l3)
+static __always_inline int sn_decide_body(struct xdp_md *ctx,
+					  const struct sn_l3 *l3)
 {
 	struct sn_proto_entry *pe;
 	struct sn_decision *d;
@@ -542,30 +534,35 @@ __noinline int sn_decide(struct xdp_md *ctx, const struct sn_l3 *l3)
 			return malformed(ctx);
 	}
 
-	idx = gen * SN_CAP_PROTO + proto;
-	pe = bpf_map_lookup_elem(&sn_proto, &idx);
-	if (!pe)
-		return XDP_ABORTED;
-	l4 = pe->l4_noport;
-	table = pe->port_table;
 	/*
-	 * sn_port_tables is rodata: the verifier knows it, and with no table
-	 * in use the port path below is dead code it removes (tested first
-	 * on its own: "mask & (1 << unknown)" would hide that it is 0).
+	 * TCP and UDP with their port table in use (whole packets and first
+	 * fragments): the L4 class is the port table's entry, so sn_proto is
+	 * not read (the loader checks that exactly these protocols use these
+	 * tables, runtime/pop.c).  sn_port_tables is rodata: the verifier
+	 * knows it, and with no table in use the port path is dead code it
+	 * removes (tested first on its own: "mask & (1 << unknown)" would
+	 * hide that it is 0).
 	 */
+	table = proto == IPPROTO_TCP ? SN_PORT_TABLE_TCP :
+		proto == IPPROTO_UDP ? SN_PORT_TABLE_UDP : SN_PORT_TABLE_NONE;
 	if (sn_port_tables && table != SN_PORT_TABLE_NONE &&
-	    table <= SN_PORT_TABLES && (sn_port_tables & (1u << table)) &&
-	    !l3->frag_off) {
+	    (sn_port_tables & (1u << table)) && !l3->frag_off) {
 		/* TCP and UDP both carry the destination port at offset 2. */
 		dport = pkt_ptr(ctx, l3->l4_off + 2, sizeof(*dport));
 		if (!dport)
-			return malformed(ctx); /* a port table without min len */
+			return malformed(ctx); /* cannot happen: min len above */
 		idx = gen * SN_CAP_PORTS + (table - 1) * SN_PORTS_PER_TABLE +
 		      bpf_ntohs(*dport);
 		cls = bpf_map_lookup_elem(&sn_ports, &idx);
 		if (!cls)
 			return XDP_ABORTED;
 		l4 = *cls;
+	} else {
+		idx = gen * SN_CAP_PROTO + proto;
+		pe = bpf_map_lookup_elem(&sn_proto, &idx);
+		if (!pe)
+			return XDP_ABORTED;
+		l4 = pe->l4_noport;
 	}
 	if (l4 >= sn_l4_stride)
 		return XDP_ABORTED;
@@ -599,6 +596,17 @@ __noinline int sn_decide(struct xdp_md *ctx, const struct sn_l3 *l3)
 	}
 }
 
+/*
+ * The same as a global function, for the IPv6 parser: inlined there, it
+ * would be verified once per extension-header walk and lookup outcome
+ * (338k instructions instead of 27k).  IPv4 has few parser outcomes and
+ * inlines it (one call less per packet: measured 5 % at 10 prefixes).
+ */
+__noinline int sn_decide(struct xdp_md *ctx, const struct sn_l3 *l3)
+{
+	return sn_decide_body(ctx, l3);
+}
+
 /* ---- source class (SPEC.md 4): range trie or LPM trie ---------------- */
 
 /* What the range-trie lookups return besides a class. */
@@ -606,19 +614,53 @@ __noinline int sn_decide(struct xdp_md *ctx, const struct sn_l3 *l3)
 #define SN_SRC_LPM (-2)    /* this family uses the LPM trie */
 
 /*
- * Entry of nodes[idx], or SN_SRC_USE_LPM as "missing" (never a valid
- * entry below the root).
+ * Word idx of a range trie's generation (its elements start at base, cap
+ * of them) into *w; 0, or -1 when outside the generation.
+ */
+static __always_inline int src_word(void *nodes, __u32 base, __u32 cap,
+				    __u32 idx, __u32 *w)
+{
+	__u32 k = idx >> 1;
+	__u32 *p;
+
+	if (k >= cap)
+		return -1;
+	k += base;
+	p = bpf_map_lookup_elem(nodes, &k);
+
+	if (!p)
+		return -1;
+	*w = p[idx & 1];
+	return 0;
+}
+
+/*
+ * Word idx of a leaf block already checked to lie inside the generation
+ * (the map's own bound is all that is left to test): the scans read many
+ * words, so each costs as few instructions as it can.
+ */
+static __always_inline int blk_word(void *nodes, __u32 base, __u32 idx,
+				    __u32 *w)
+{
+	__u32 k = base + (idx >> 1);
+	__u32 *p = bpf_map_lookup_elem(nodes, &k);
+
+	if (!p)
+		return -1;
+	*w = p[idx & 1];
+	return 0;
+}
+
+/*
+ * Entry idx, or SN_SRC_USE_LPM as "missing" (never a valid entry below
+ * the root).
  */
 static __always_inline __u32 src_entry(void *nodes, __u32 base, __u32 cap,
 				       __u32 idx)
 {
-	__u32 *e;
+	__u32 e;
 
-	if (idx >= cap)
-		return SN_SRC_USE_LPM;
-	idx += base;
-	e = bpf_map_lookup_elem(nodes, &idx);
-	return e ? *e : SN_SRC_USE_LPM;
+	return src_word(nodes, base, cap, idx, &e) ? SN_SRC_USE_LPM : e;
 }
 
 /*
@@ -626,15 +668,15 @@ static __always_inline __u32 src_entry(void *nodes, __u32 base, __u32 cap,
  * follow child entries, SN_SRC_STRIDE_MAX bits at most per node, to a leaf
  * of at most SN_SRC_LEAF_MAX ranges, then take the last of them that
  * starts at or before the address.  compiler/srcmap.c walks the same.
+ * Inlined into the parser (one call less per packet; the verifier walks
+ * it once per parser outcome, which is few for IPv4).
  */
-__noinline int sn_src_class_v4(__u32 addr, __u32 gen)
+static __always_inline int sn_src_class_v4(__u32 addr, __u32 gen)
 {
-	const __u32 nbase = (gen & 1) * sn_cap_src4_nodes;
-	const __u32 rbase = (gen & 1) * sn_cap_src4_ranges;
-	struct sn_src_range_v4 *r;
-	__u32 e, d = 0, first, n, idx, cls, i;
+	const __u32 cap = sn_cap_src4_nodes, base = (gen & 1) * cap;
+	__u32 e, d = 0, p, n, j, cls, st, a, i;
 
-	e = src_entry(&sn_src4_nodes, nbase, sn_cap_src4_nodes, 0);
+	e = src_entry(&sn_src4_nodes, base, cap, 0);
 	if (e == SN_SRC_USE_LPM)
 		return SN_SRC_LPM;
 	for (i = 1; i < SN_SRC_MAX_READS_V4 && (e & SN_SRC_CHILD); i++) {
@@ -643,7 +685,7 @@ __noinline int sn_src_class_v4(__u32 addr, __u32 gen)
 
 		if (d + s > 32)
 			return SN_SRC_ABORT;
-		e = src_entry(&sn_src4_nodes, nbase, sn_cap_src4_nodes,
+		e = src_entry(&sn_src4_nodes, base, cap,
 			      (e & SN_SRC_INDEX_MASK) + (__u32)(window >> (64 - s)));
 		if (e == SN_SRC_USE_LPM)
 			return SN_SRC_ABORT;
@@ -651,87 +693,123 @@ __noinline int sn_src_class_v4(__u32 addr, __u32 gen)
 	}
 	if (e & SN_SRC_CHILD)
 		return SN_SRC_ABORT;
-	/*
-	 * The leaf's ranges, in address order: the first holds the region's
-	 * start, each next one takes over from its start on.  A forward scan
-	 * rather than a bisection: its loads do not depend on each other, so
-	 * the CPU overlaps their cache misses, and they are adjacent.
-	 */
-	first = e & SN_SRC_INDEX_MASK;
 	n = ((e >> SN_SRC_SPAN_SHIFT) & SN_SRC_SPAN_MASK) + 1;
 	if (n == 1)
-		return (int)first; /* a one-range leaf is the class itself */
-	if (first + n > sn_cap_src4_ranges)
+		return (int)(e & SN_SRC_INDEX_MASK); /* the class itself */
+	/* IPv4 blocks hold one-word starts (format 0) only. */
+	if ((e >> SN_SRC_FMT_SHIFT) & SN_SRC_FMT_MASK)
 		return SN_SRC_ABORT;
-	idx = rbase + first;
-	r = bpf_map_lookup_elem(&sn_src4_ranges, &idx);
-	if (!r)
+	/*
+	 * The leaf block {class, (start, class) * (n - 1)}, in address
+	 * order: the first range holds the region's start, each next one
+	 * takes over from its start on.  Checked once to lie inside the
+	 * generation; then a forward scan over the starts only (adjacent
+	 * words, loads independent of each other), and one read of the
+	 * class of the last range that starts at or before the address.
+	 */
+	p = e & SN_SRC_BLOCK_MASK;
+	if (p + 2 * n - 1 > 2 * cap)
 		return SN_SRC_ABORT;
-	cls = r->class_id;
+	a = (__u32)(((__u64)addr << 32 << d) >> 32); /* bits d..d+31 */
+	j = 0;
 	for (i = 1; i < SN_SRC_LEAF_MAX && i < n; i++) {
-		idx = rbase + first + i;
-		r = bpf_map_lookup_elem(&sn_src4_ranges, &idx);
-		if (!r)
+		if (blk_word(&sn_src4_nodes, base, p + 2 * i - 1, &st))
 			return SN_SRC_ABORT;
-		if (r->start > addr)
+		if (st > a)
 			break;
-		cls = r->class_id;
+		j = i;
 	}
+	if (blk_word(&sn_src4_nodes, base, p + 2 * j, &cls))
+		return SN_SRC_ABORT;
 	return (int)(cls & 0x7fffffff);
 }
 
-/* The same for IPv6: the address as two host-order halves. */
-__noinline int sn_src_class_v6(__u64 ahi, __u64 alo, __u32 gen)
+/* The 64 address bits from bit d on (0 past the end). */
+static __always_inline __u64 v6_window(__u64 ahi, __u64 alo, __u32 d)
 {
-	const __u32 nbase = (gen & 1) * sn_cap_src6_nodes;
-	const __u32 rbase = (gen & 1) * sn_cap_src6_ranges;
-	struct sn_src_range_v6 *r;
-	__u32 e, d = 0, first, n, idx, cls, i;
+	if (d == 0)
+		return ahi;
+	if (d < 64)
+		return ahi << d | alo >> (64 - d);
+	if (d < 128)
+		return alo << (d - 64);
+	return 0;
+}
 
-	e = src_entry(&sn_src6_nodes, nbase, sn_cap_src6_nodes, 0);
+/* The same for IPv6: the address as two host-order halves. */
+static __always_inline int sn_src_class_v6(__u64 ahi, __u64 alo, __u32 gen)
+{
+	const __u32 cap = sn_cap_src6_nodes, base = (gen & 1) * cap;
+	__u32 e, d = 0, p, n, f, w, j, cls, w0, w1, w2, w3, i;
+	__u64 wh, wl, sh, sl;
+
+	e = src_entry(&sn_src6_nodes, base, cap, 0);
 	if (e == SN_SRC_USE_LPM)
 		return SN_SRC_LPM;
 	for (i = 1; i < SN_SRC_MAX_READS_V6 && (e & SN_SRC_CHILD); i++) {
 		__u32 s = ((e >> SN_SRC_SPAN_SHIFT) & SN_SRC_SPAN_MASK) + 1;
-		__u64 window;
 
 		if (d + s > 128)
 			return SN_SRC_ABORT;
-		/* The 64 bits from bit d on (d < 128 here). */
-		if (d == 0)
-			window = ahi;
-		else if (d < 64)
-			window = ahi << d | alo >> (64 - d);
-		else
-			window = alo << (d - 64);
-		e = src_entry(&sn_src6_nodes, nbase, sn_cap_src6_nodes,
-			      (e & SN_SRC_INDEX_MASK) + (__u32)(window >> (64 - s)));
+		e = src_entry(&sn_src6_nodes, base, cap,
+			      (e & SN_SRC_INDEX_MASK) +
+				      (__u32)(v6_window(ahi, alo, d) >> (64 - s)));
 		if (e == SN_SRC_USE_LPM)
 			return SN_SRC_ABORT;
 		d += s;
 	}
 	if (e & SN_SRC_CHILD)
 		return SN_SRC_ABORT;
-	first = e & SN_SRC_INDEX_MASK;
 	n = ((e >> SN_SRC_SPAN_SHIFT) & SN_SRC_SPAN_MASK) + 1;
 	if (n == 1)
-		return (int)first; /* a one-range leaf is the class itself */
-	if (first + n > sn_cap_src6_ranges)
+		return (int)(e & SN_SRC_INDEX_MASK); /* the class itself */
+	f = (e >> SN_SRC_FMT_SHIFT) & SN_SRC_FMT_MASK;
+	if (f > 2)
 		return SN_SRC_ABORT;
-	idx = rbase + first;
-	r = bpf_map_lookup_elem(&sn_src6_ranges, &idx);
-	if (!r)
+	w = 1u << f; /* words per start */
+	p = e & SN_SRC_BLOCK_MASK;
+	/* The block {class, (start, class) * (n - 1)} inside the generation. */
+	if (p + n + (n - 1) * w > 2 * cap)
 		return SN_SRC_ABORT;
-	cls = r->class_id;
-	for (i = 1; i < SN_SRC_LEAF_MAX && i < n; i++) {
-		idx = rbase + first + i;
-		r = bpf_map_lookup_elem(&sn_src6_ranges, &idx);
-		if (!r)
-			return SN_SRC_ABORT;
-		if (r->hi > ahi || (r->hi == ahi && r->lo > alo))
-			break;
-		cls = r->class_id;
+	wh = v6_window(ahi, alo, d);
+	j = 0;
+	/* One scan per start format: 1, 2 or 4 words per start. */
+	if (f == 0) {
+		__u32 a = (__u32)(wh >> 32);
+
+		for (i = 1; i < SN_SRC_LEAF_MAX && i < n; i++) {
+			if (blk_word(&sn_src6_nodes, base, p + 2 * i - 1, &w0))
+				return SN_SRC_ABORT;
+			if (w0 > a)
+				break;
+			j = i;
+		}
+	} else if (f == 1) {
+		for (i = 1; i < SN_SRC_LEAF_MAX && i < n; i++) {
+			if (blk_word(&sn_src6_nodes, base, p + 3 * i - 2, &w0) ||
+			    blk_word(&sn_src6_nodes, base, p + 3 * i - 1, &w1))
+				return SN_SRC_ABORT;
+			if (((__u64)w0 << 32 | w1) > wh)
+				break;
+			j = i;
+		}
+	} else {
+		wl = v6_window(ahi, alo, d + 64);
+		for (i = 1; i < SN_SRC_LEAF_MAX && i < n; i++) {
+			if (blk_word(&sn_src6_nodes, base, p + 5 * i - 4, &w0) ||
+			    blk_word(&sn_src6_nodes, base, p + 5 * i - 3, &w1) ||
+			    blk_word(&sn_src6_nodes, base, p + 5 * i - 2, &w2) ||
+			    blk_word(&sn_src6_nodes, base, p + 5 * i - 1, &w3))
+				return SN_SRC_ABORT;
+			sh = (__u64)w0 << 32 | w1;
+			sl = (__u64)w2 << 32 | w3;
+			if (sh > wh || (sh == wh && sl > wl))
+				break;
+			j = i;
+		}
 	}
+	if (blk_word(&sn_src6_nodes, base, p + j * (w + 1), &cls))
+		return SN_SRC_ABORT;
 	return (int)(cls & 0x7fffffff);
 }
 
@@ -770,7 +848,7 @@ __noinline int sn_ipv4(struct xdp_md *ctx, __u32 off, __u32 gen)
 	if (c < 0)
 		return XDP_ABORTED;
 	l3.src_class = (__u32)c;
-	return sn_decide(ctx, &l3);
+	return sn_decide_body(ctx, &l3);
 }
 
 static __always_inline int is_v4_mapped(const struct ipv6hdr *ip6)

@@ -22,7 +22,12 @@
 #                     checks that formatting is idempotent and that the
 #                     formatted file has the same AST (locations aside)
 #
-# Finally every shipped policy (policies/*.sentry) must be formatted.
+#   config/<case>.config sentryd --check-config <case>.yaml (stdout+stderr,
+#                        then "exit N"): every diagnostic of the daemon's
+#                        configuration file (SPEC.md 6.4)
+#
+# Finally every shipped policy (policies/*.sentry) must be formatted, and the
+# shipped configuration policies/sentryd.yaml must check.
 #
 # Commands run from tests/golden/<dir> with the relative case path, so
 # locations in the output are stable.  UPDATE=1 rewrites the expected files;
@@ -30,7 +35,9 @@
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 compiler=$(cd "$here/../.." && pwd)/${BUILD:-build}/sentry-compile
+sentryd=$(cd "$here/../.." && pwd)/${BUILD:-build}/sentryd
 [[ -x $compiler ]] || { echo "missing $compiler: run make" >&2; exit 1; }
+[[ -x $sentryd ]] || { echo "missing $sentryd: run make" >&2; exit 1; }
 
 pass=0 fail=0
 check_one() { # dir case kind
@@ -81,6 +88,7 @@ check_one() { # dir case kind
 			fi
 			;;
 		plan) "$compiler" --plan "$case.old" "$case.sentry" 2>&1; echo "exit $?" ;;
+		config) "$sentryd" --check-config "$case.yaml" 2>&1; echo "exit $?" ;;
 		plan-json) "$compiler" --plan --format json "$case.old" "$case.sentry" 2>&1; echo "exit $?" ;;
 		plan-image)
 			tmp=$(mktemp -d)
@@ -112,6 +120,29 @@ while IFS= read -r src; do
 	done
 done < <(find "$here/${ONLY:-}" -name '*.sentry' ! -name '.fmt-check-*' | LC_ALL=C sort)
 
+# sentryd's configuration diagnostics (the token's mode is part of a case:
+# set it, whatever the checkout's umask made of it).
+if [[ -z ${ONLY:-} || ${ONLY:-} == config ]]; then
+	chmod 644 "$here/config/token.0644"
+	while IFS= read -r src; do
+		[[ -e ${src%.yaml}.config ]] || continue
+		check_one "$(dirname "$src")" "$(basename "$src" .yaml)" config
+	done < <(find "$here/config" -name '*.yaml' | LC_ALL=C sort)
+fi
+
+# The golden exposition (tests/unit/test_metrics compares sentryd's text
+# with it) must be what Prometheus' own checker accepts.
+if [[ -z ${ONLY:-} ]] && command -v promtool >/dev/null; then
+	if promtool check metrics <"$here/metrics/exposition.prom" >/tmp/golden.$$.prom 2>&1; then
+		pass=$((pass + 1))
+	else
+		fail=$((fail + 1))
+		echo "FAIL metrics/exposition.prom: promtool check metrics:"
+		cat /tmp/golden.$$.prom
+	fi
+	rm -f /tmp/golden.$$.prom
+fi
+
 # Shipped policies are kept in the canonical layout.
 if [[ -z ${ONLY:-} ]]; then
 	if (cd "$here/../.." && "$compiler" fmt --check policies/*.sentry); then
@@ -119,6 +150,12 @@ if [[ -z ${ONLY:-} ]]; then
 	else
 		fail=$((fail + 1))
 		echo "FAIL policies/*.sentry are not formatted (run: sentry-compile fmt policies/*.sentry)"
+	fi
+	if "$sentryd" --check-config "$here/../../policies/sentryd.yaml" >/dev/null; then
+		pass=$((pass + 1))
+	else
+		fail=$((fail + 1))
+		echo "FAIL policies/sentryd.yaml does not check"
 	fi
 fi
 

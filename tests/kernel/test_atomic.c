@@ -248,12 +248,11 @@ static int apply_in_place(struct sn_dataplane *dp, struct sn_pop *p,
 	static const char *const maps[SN_PA_N] = {
 		[SN_PA_PROTO] = "sn_proto", [SN_PA_PORTS] = "sn_ports",
 		[SN_PA_DECISIONS] = "sn_decisions", [SN_PA_LIMITS] = "sn_limits",
-		[SN_PA_NODES4] = "sn_src4_nodes", [SN_PA_RANGES4] = "sn_src4_ranges",
-		[SN_PA_NODES6] = "sn_src6_nodes", [SN_PA_RANGES6] = "sn_src6_ranges",
+		[SN_PA_NODES4] = "sn_src4_nodes", [SN_PA_NODES6] = "sn_src6_nodes",
 	};
-	static const int order[] = { SN_PA_DECISIONS, SN_PA_RANGES4, SN_PA_NODES4,
+	static const int order[] = { SN_PA_DECISIONS, SN_PA_NODES4,
 				     SN_PA_PROTO, SN_PA_PORTS, SN_PA_LIMITS,
-				     SN_PA_RANGES6, SN_PA_NODES6 };
+				     SN_PA_NODES6 };
 	const uint32_t gen = sn_dp_generation(dp);
 	char err[256];
 	int rc = sn_pop_translate(p, img, err, sizeof(err));

@@ -160,7 +160,7 @@ static bool gens_level(struct sn_dataplane *dp)
 {
 	static const char *const arrays[] = {
 		"sn_proto", "sn_ports", "sn_decisions", "sn_limits",
-		"sn_src4_nodes", "sn_src4_ranges", "sn_src6_nodes", "sn_src6_ranges",
+		"sn_src4_nodes", "sn_src6_nodes",
 	};
 	bool ok = true;
 

@@ -13,6 +13,9 @@
 #include "compiler/compile.h"
 #include "compiler/eval.h"
 #include "compiler/image.h"
+#include "compiler/srcmap.h"
+
+#include <openssl/evp.h>
 
 static int failures;
 
@@ -314,6 +317,72 @@ static void test_corruption(void)
 }
 
 /*
+ * A version 3 image (range tries in the old encoding, SPEC.md 5.2) is
+ * read by building the structures again from the class prefixes: its
+ * sections 18-19 are not used (scrambled here), and what comes out is
+ * what the compiler builds today.
+ */
+static void test_version3(void)
+{
+	struct sn_ctx ctx;
+	struct sn_policy p;
+	struct sn_image *img = NULL, *img2 = NULL;
+	char err[256] = "";
+	void *buf;
+	size_t len;
+	uint32_t n_sec, v3 = 3;
+	unsigned int n = 0;
+
+	sn_ctx_init(&ctx);
+	make_pool();
+	do {
+		random_policy(&ctx.arena, &p);
+		sn_diags_free(&ctx.diags);
+		sn_diags_init(&ctx.diags, 10);
+	} while (sn_image_build(&ctx, &p, &img));
+	CHECK(sn_image_add_features(&ctx.arena, &p, img) == 0, "features");
+	CHECK(sn_image_serialize(img, &buf, &len) == 0, "serialize");
+	uint8_t *b = buf;
+
+	memcpy(b + 8, &v3, 4);
+	memcpy(&n_sec, b + 20, 4);
+	for (uint32_t i = 0; i < n_sec; i++) {
+		uint32_t type, esz;
+		uint64_t off, cnt;
+
+		memcpy(&type, b + 64 + 24 * i, 4);
+		memcpy(&esz, b + 64 + 24 * i + 4, 4);
+		memcpy(&off, b + 64 + 24 * i + 8, 8);
+		memcpy(&cnt, b + 64 + 24 * i + 16, 8);
+		if (type == 18 || type == 19)
+			for (uint64_t k = 0; k < esz * cnt; k++)
+				b[off + k] ^= 0x5a;
+	}
+	memset(b + 32, 0, 32);
+	{
+		uint8_t md[32];
+
+		CHECK(EVP_Digest(b, len, md, &n, EVP_sha256(), NULL) && n == 32,
+		      "sha256");
+		memcpy(b + 32, md, 32);
+	}
+	CHECK(sn_image_parse(buf, len, &ctx.arena, &img2, err, sizeof(err)) == 0,
+	      "version 3 image refused: %s", err);
+	for (int f = 0; img2 && f < 2; f++) {
+		const struct sn_srcmap *x = f ? &img->src_v6 : &img->src_v4;
+		const struct sn_srcmap *y = f ? &img2->src_v6 : &img2->src_v4;
+
+		CHECK(x->n_nodes == y->n_nodes && x->n_ranges == y->n_ranges &&
+			      (!x->n_nodes ||
+			       !memcmp(x->nodes, y->nodes, x->n_nodes * sizeof(*x->nodes))),
+		      "IPv%d structure of the version 3 image not rebuilt",
+		      f ? 6 : 4);
+	}
+	free(buf);
+	sn_ctx_free(&ctx);
+}
+
+/*
  * A policy whose decision table would exceed the data plane's capacity is
  * refused with E030 (1201 L4 classes -> stride 2048, times > 2048 distinct
  * source classes is more than 2^22 entries), not built half-way.
@@ -368,6 +437,7 @@ int main(int argc, char **argv)
 		rng_state = strtoull(argv[1], NULL, 0) | 1;
 	test_random(400, 400);
 	test_corruption();
+	test_version3();
 	test_capacity();
 	if (failures) {
 		fprintf(stderr, "test_ir: %d failures (seed 0x%llx)\n", failures,

@@ -399,9 +399,7 @@ int main(void)
 	/* Room for the largest step. */
 	CHECK(sn_pop_geom_for(prev.img, &g) == 0, "geometry");
 	g.cap[SN_PA_NODES4] *= 2;
-	g.cap[SN_PA_RANGES4] *= 2;
 	g.cap[SN_PA_NODES6] *= 2;
-	g.cap[SN_PA_RANGES6] *= 2;
 	CHECK(sn_pop_init(&p, &g) == 0, "init");
 	mirror_take(&m, &p);
 	rc = sn_pop_translate(&p, prev.img, err, sizeof(err));
@@ -470,12 +468,11 @@ int main(void)
 			break;
 		mirror_level(&m, &p, what);
 		check_all(&p, cur.img, what);
-		printf("%s: %zu entries written (dec %zu, ranges4 %zu, nodes4 %zu, "
-		       "ranges6 %zu, nodes6 %zu, lpm %zu/%zu), blocks kept %u/%u new %u/%u, "
+		printf("%s: %zu entries written (dec %zu, words4 %zu, "
+		       "words6 %zu, lpm %zu/%zu), blocks kept %u/%u new %u/%u, "
 		       "classes kept %zu/%zu, l4 kept %zu, slots new %zu freed %zu, %.2f ms\n",
 		       what, total_written(&p), p.stats.written[SN_PA_DECISIONS],
-		       p.stats.written[SN_PA_RANGES4], p.stats.written[SN_PA_NODES4],
-		       p.stats.written[SN_PA_RANGES6], p.stats.written[SN_PA_NODES6],
+		       p.stats.written[SN_PA_NODES4], p.stats.written[SN_PA_NODES6],
 		       p.stats.lpm_ops[0], p.stats.lpm_ops[1], p.stats.blocks_kept[0],
 		       p.stats.blocks_kept[1], p.stats.blocks_new[0],
 		       p.stats.blocks_new[1], p.stats.classes_kept, p.stats.classes,

@@ -201,6 +201,27 @@ static void round_trip(int round, size_t n_v4, size_t n_v6)
 		      "range of another class accepted");
 		img.src_v6.ranges[1].class_id ^= 1;
 	}
+	/*
+	 * Any changed word of a trie (node entry, block class or start):
+	 * refused, since the words say exactly one thing.  Sampled, both
+	 * families; a flipped low bit and a flipped format/count bit.
+	 */
+	for (int family = SN_FAMILY_V4; family <= SN_FAMILY_V6; family++) {
+		struct sn_srcmap *m = family == SN_FAMILY_V4 ? &img.src_v4 : &img.src_v6;
+		uint32_t step = m->n_nodes / 40 + 1;
+
+		for (uint32_t i = 0; i < m->n_nodes; i += step) {
+			static const uint32_t flips[] = { 1u, 1u << SN_SRC_FMT_SHIFT };
+
+			for (int k = 0; k < 2; k++) {
+				m->nodes[i] ^= flips[k];
+				CHECK(sn_srcmap_check(&img, err, sizeof(err)) == -EINVAL,
+				      "IPv%d word %u ^ %#x accepted",
+				      family == SN_FAMILY_V4 ? 4 : 6, i, flips[k]);
+				m->nodes[i] ^= flips[k];
+			}
+		}
+	}
 	CHECK(sn_srcmap_check(&img, err, sizeof(err)) == 0, "restored: %s", err);
 
 	/* LPM forced: no trie, and the check accepts that too. */
