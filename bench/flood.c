@@ -13,7 +13,7 @@
  *                     [--client PATH]
  *
  * Systems (--systems, default sentry,nft-netdev,nft-inet,iptables,none,
- * xdp-drop):
+ * xdp-drop,xdp-parse):
  *   sentry           sentryd on the protected interface, XDP in native
  *                    (driver) mode, which veth has;
  *   nft-netdev       an nftables interval set, netdev family, ingress hook
@@ -27,7 +27,10 @@
  *   iptables-legacy  the same with iptables-legacy (not in the default);
  *   none             no filter: what the frames cost when nothing drops;
  *   xdp-drop         an XDP program that drops every frame: the floor of
- *                    receiving a live frame on this veth (no client).
+ *                    receiving a live frame on this veth (no client);
+ *   xdp-parse        an XDP program that reads the frame's Ethernet and
+ *                    IPv4 headers and source, then drops it: the floor of
+ *                    any filter, which must look at the frame (no client).
  * Every system enforces the same blocklist (bench/blocklist.h): the real
  * country list(s) --country (default us: 27,769 prefixes, from --data,
  * default ../shared/data/country-ip-blocks) plus the attack ranges
@@ -191,7 +194,7 @@ static const char *const label_policy[N_LABELS] = { "drop", "drop", "pass", "pas
 
 enum sys_kind {
 	SYS_SENTRY, SYS_NFT_NETDEV, SYS_NFT_INET, SYS_IPT, SYS_IPT_LEGACY, SYS_NONE,
-	SYS_XDP_DROP,
+	SYS_XDP_DROP, SYS_XDP_PARSE,
 };
 static const struct {
 	const char *key, *title;
@@ -203,6 +206,7 @@ static const struct {
 	[SYS_IPT_LEGACY] = { "iptables-legacy", "iptables-legacy raw+ipset" },
 	[SYS_NONE] = { "none", "no filter" },
 	[SYS_XDP_DROP] = { "xdp-drop", "XDP_DROP all (floor)" },
+	[SYS_XDP_PARSE] = { "xdp-parse", "XDP read header, drop" },
 };
 #define N_SYS (sizeof(sys_info) / sizeof(sys_info[0]))
 
@@ -803,15 +807,19 @@ static double filter_up(const struct opts *o, const struct flood_gen *g, enum sy
 		   "sn_flood_block src -j DROP", h, w, h,
 		   k == SYS_IPT ? "iptables" : "iptables-legacy");
 		break;
-	case SYS_XDP_DROP: {
-		struct ns_attach a = { .ns = h, .ifname = R.ifp, .prog_fd = g->drop_fd };
+	case SYS_XDP_DROP:
+	case SYS_XDP_PARSE: {
+		struct ns_attach a = { .ns = h, .ifname = R.ifp,
+				       .prog_fd = k == SYS_XDP_DROP ? g->drop_fd :
+								   g->parse_drop_fd };
 		pthread_t th;
 
 		if (pthread_create(&th, NULL, ns_attach_main, &a))
 			die("pthread_create");
 		pthread_join(th, NULL);
 		if (a.err)
-			die("cannot attach the XDP_DROP program: %s", strerror(-a.err));
+			die("cannot attach the %s program: %s", sys_info[k].key,
+			    strerror(-a.err));
 		break;
 	}
 	case SYS_NONE:
@@ -1099,8 +1107,8 @@ struct sys_result {
 static void run_system(const struct opts *o, struct flood_gen *g, enum sys_kind k,
 		       const char *title, struct sys_result *r)
 {
-	/* XDP_DROP of everything leaves no legitimate traffic to measure. */
-	bool client = k != SYS_XDP_DROP;
+	/* Dropping everything leaves no legitimate traffic to measure. */
+	bool client = k != SYS_XDP_DROP && k != SYS_XDP_PARSE;
 	struct spinner spin = { 0 };
 	pid_t napi;
 
@@ -1418,7 +1426,7 @@ static double parse_seconds(const char *s, const char *what)
 int main(int argc, char **argv)
 {
 	struct opts o = {
-		.systems = "sentry,nft-netdev,nft-inet,iptables,none,xdp-drop",
+		.systems = "sentry,nft-netdev,nft-inet,iptables,none,xdp-drop,xdp-parse",
 		.data = "../shared/data/country-ip-blocks",
 		.work = "build/bench/flood-work",
 		.gen_obj = "build/bench/flood_gen.bpf.o",

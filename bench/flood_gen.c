@@ -58,9 +58,12 @@ void flood_gen_load(struct flood_gen *g, const char *obj, const struct blocklist
 	g->prog_fd = prog ? bpf_program__fd(prog) : -1;
 	prog = bpf_object__find_program_by_name(g->obj, "flood_drop");
 	g->drop_fd = prog ? bpf_program__fd(prog) : -1;
+	prog = bpf_object__find_program_by_name(g->obj, "flood_parse_drop");
+	g->parse_drop_fd = prog ? bpf_program__fd(prog) : -1;
 	g->srcs_fd = bpf_object__find_map_fd_by_name(g->obj, "flood_srcs");
 	g->state_fd = bpf_object__find_map_fd_by_name(g->obj, "flood_state");
-	if (g->prog_fd < 0 || g->drop_fd < 0 || g->srcs_fd < 0 || g->state_fd < 0)
+	if (g->prog_fd < 0 || g->drop_fd < 0 || g->parse_drop_fd < 0 || g->srcs_fd < 0 ||
+	    g->state_fd < 0)
 		die("%s: not the flood generator", obj);
 
 	/* The base frame: UDP to 192.0.2.1 (tests/kernel/pkt.h), zero UDP

@@ -52,6 +52,7 @@ struct flood_gen {
 	struct bpf_object *obj;
 	int prog_fd, srcs_fd, state_fd;
 	int drop_fd;               /* flood_drop (the bench's XDP_DROP floor) */
+	int parse_drop_fd;         /* flood_parse_drop (reads the header, drops) */
 	struct flood_src base;     /* the frame every run rewrites */
 	uint64_t n_sources[FLOOD_GEN_LABELS];
 	/* the running flood */
