@@ -175,12 +175,25 @@ else
 	fail "the page shows no failed reload: '$diag'"
 fi
 verdict=$(sn_flow "$SN_NS_CLA" 203.0.113.66 "$SN_SRV_A4" icmp 1000)
-[[ $verdict == dropped ]] && pass "the previous policy still blocks" || fail "blocked source: $verdict"
+if [[ $verdict == dropped ]]; then
+	pass "the previous policy still blocks"
+else
+	fail "blocked source: $verdict"
+fi
 mv "$WORK/policy.good" "$WORK/policy.sentry"
 if sn_wait_until 10000 alert_gone; then
 	pass "the alert goes away once a good policy is applied"
 else
 	fail "the alert stayed after the policy was fixed"
+fi
+
+wd_stop
+sleep 0.5
+left=$(wd_leftovers)
+if [[ -z $left ]]; then
+	pass "no browser or driver process is left"
+else
+	fail "processes left behind: $left"
 fi
 
 if ! sn_alive "$SN_LAST_PID"; then

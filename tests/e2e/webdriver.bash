@@ -12,7 +12,7 @@
 #   wd_screenshot FILE      PNG of the viewport
 #   wd_stop                 end the session and chromedriver
 
-wd_port= wd_sid= wd_pid= wd_dir=
+wd_port='' wd_sid='' wd_pid='' wd_dir=''
 
 _wd_in() {
 	if [[ -n ${WD_NS:-} ]]; then
@@ -36,8 +36,17 @@ wd_start() {
 	wd_dir=$1
 	mkdir -p "$wd_dir/profile"
 	wd_port=$((20000 + RANDOM % 20000))
-	_wd_in chromedriver --port="$wd_port" --allowed-ips=127.0.0.1 \
-		--log-path="$wd_dir/chromedriver.log" >/dev/null 2>&1 &
+	# Not through _wd_in: a function in the background is a subshell,
+	# and $! would be that shell, not the driver.  nsenter without
+	# --fork execs the driver, so $! is the driver either way.
+	if [[ -n ${WD_NS:-} ]]; then
+		nsenter --net="/run/netns/$WD_NS" chromedriver --port="$wd_port" \
+			--allowed-ips=127.0.0.1 --log-path="$wd_dir/chromedriver.log" \
+			>/dev/null 2>&1 &
+	else
+		chromedriver --port="$wd_port" --allowed-ips=127.0.0.1 \
+			--log-path="$wd_dir/chromedriver.log" >/dev/null 2>&1 &
+	fi
 	wd_pid=$!
 	local i
 	for ((i = 0; i < 100; i++)); do
@@ -82,9 +91,24 @@ wd_wait_text() { # CSS SECS
 
 wd_screenshot() { _wd GET "/session/$wd_sid/screenshot" | jq -r '.value' | base64 -d >"$1"; }
 
+# Ends the session (the driver quits the browser), then the driver; a
+# browser that outlived its session goes with its profile directory.
 wd_stop() {
-	[[ -n $wd_sid ]] && _wd DELETE "/session/$wd_sid" >/dev/null 2>&1
-	[[ -n $wd_pid ]] && kill "$wd_pid" 2>/dev/null && wait "$wd_pid" 2>/dev/null
-	wd_sid= wd_pid=
+	if [[ -n $wd_sid ]]; then
+		_wd DELETE "/session/$wd_sid" >/dev/null 2>&1 || true
+	fi
+	if [[ -n $wd_pid ]]; then
+		kill "$wd_pid" 2>/dev/null || true
+		wait "$wd_pid" 2>/dev/null || true # killed: exit 143
+	fi
+	if [[ -n $wd_dir ]]; then
+		pkill -f -- "--user-data-dir=$wd_dir/profile" 2>/dev/null || true
+	fi
+	wd_sid='' wd_pid=''
 	return 0
+}
+
+# wd_leftovers: the processes of this driver and its browser still running.
+wd_leftovers() {
+	pgrep -af -- "$wd_dir/" 2>/dev/null | grep -v -e pgrep -e "$$ " || true
 }
