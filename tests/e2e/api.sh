@@ -164,9 +164,13 @@ scrape_configs:
     static_configs:
       - targets: ['$API']
 EOF
-in_ns prometheus --config.file="$WORK/prometheus.yml" --storage.tsdb.path="$WORK/tsdb" \
-	--web.listen-address=127.0.0.1:9090 >"$WORK/prometheus.log" 2>&1 &
-sn_defer "sn_stop $! KILL"
+# nsenter itself, not in_ns: a function in the background is a subshell,
+# and $! would be that shell, leaving Prometheus running after the test.
+nsenter --net="/run/netns/$SN_NS_SRV" prometheus --config.file="$WORK/prometheus.yml" \
+	--storage.tsdb.path="$WORK/tsdb" --web.listen-address=127.0.0.1:9090 \
+	>"$WORK/prometheus.log" 2>&1 &
+PROM_PID=$!
+sn_defer "sn_stop $PROM_PID KILL"
 QUERY="sentry_rule_packets_total{interface=\"srv-a\",line=\"2\",action=\"block\"}"
 prom_value() {
 	in_ns curl -sf --get "http://127.0.0.1:9090/api/v1/query" --data-urlencode "query=$QUERY" |
@@ -303,6 +307,9 @@ check "sentryctl over the unix socket" bash -c \
 	"'$SENTRYCTL' status --config '$WORK/sentryd.yaml' | grep -q '^sentryd '"
 sn_stop "$SENTRYD_PID" TERM
 check "the socket file is removed on exit" test ! -e "$SOCK"
+sn_stop "$PROM_PID" TERM
+prometheus_gone() { ! pgrep -f -- "--config.file=$WORK/prometheus.yml" >/dev/null; }
+check "Prometheus is gone with the test" prometheus_gone
 
 if ((failures)); then
 	echo "$failures failure(s)"
