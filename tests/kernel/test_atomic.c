@@ -57,23 +57,11 @@
 #include "runtime/dataplane.h"
 #include "runtime/pop.h"
 #include "tests/kernel/flood.h"
+#include "tests/check.h"
 
 #define SKIP 77
 #define HOSTS 128
 #define FLOOD_REPEAT 65536
-
-static int checks, failures;
-
-#define CHECK(cond, ...)                                                   \
-	do {                                                               \
-		checks++;                                                  \
-		if (!(cond)) {                                             \
-			failures++;                                        \
-			fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-			fprintf(stderr, __VA_ARGS__);                      \
-			fputc('\n', stderr);                               \
-		}                                                          \
-	} while (0)
 
 struct pol {
 	struct sn_ctx ctx;

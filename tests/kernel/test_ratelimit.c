@@ -39,21 +39,9 @@
 #include "compiler/image.h"
 #include "runtime/dataplane.h"
 #include "tests/kernel/pkt.h"
+#include "tests/check.h"
 
 #define SKIP 77
-
-static int failures, checks;
-
-#define CHECK(cond, ...)                                                   \
-	do {                                                               \
-		checks++;                                                  \
-		if (!(cond)) {                                             \
-			failures++;                                        \
-			fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-			fprintf(stderr, __VA_ARGS__);                      \
-			fputc('\n', stderr);                               \
-		}                                                          \
-	} while (0)
 
 struct loaded {
 	struct sn_ctx ctx;
@@ -388,7 +376,6 @@ out:
 }
 
 /* ---- b) a random-source flood does not evict known buckets ---------------- */
-
 
 static uint64_t map_entries(int fd)
 {

@@ -36,21 +36,9 @@
 #include "compiler/image.h"
 #include "runtime/dataplane.h"
 #include "tests/kernel/pkt.h"
+#include "tests/check.h"
 
 #define SKIP 77
-
-static int checks, failures;
-
-#define CHECK(cond, ...)                                                   \
-	do {                                                               \
-		checks++;                                                  \
-		if (!(cond)) {                                             \
-			failures++;                                        \
-			fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-			fprintf(stderr, __VA_ARGS__);                      \
-			fputc('\n', stderr);                               \
-		}                                                          \
-	} while (0)
 
 struct pol {
 	struct sn_ctx ctx;

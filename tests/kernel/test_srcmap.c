@@ -33,23 +33,10 @@
 #include "compiler/srcmap.h"
 #include "runtime/dataplane.h"
 #include "tests/kernel/pkt.h"
+#define CHECK_MAX_PRINTED 20
+#include "tests/check.h"
 
 #define SKIP 77
-
-static int failures, checks;
-
-#define CHECK(cond, ...)                                                   \
-	do {                                                               \
-		checks++;                                                  \
-		if (!(cond)) {                                             \
-			if (++failures < 20) {                             \
-				fprintf(stderr, "FAIL %s:%d: ", __FILE__,  \
-					__LINE__);                         \
-				fprintf(stderr, __VA_ARGS__);              \
-				fputc('\n', stderr);                       \
-			}                                                  \
-		}                                                          \
-	} while (0)
 
 static uint64_t rng_state = 0x5eed5eed47ull;
 

@@ -15,19 +15,7 @@
 #include "compiler/analyze.h"
 #include "compiler/compile.h"
 #include "compiler/image.h"
-
-static int failures;
-
-#define CHECK(cond, ...)                                              \
-	do {                                                          \
-		if (!(cond)) {                                        \
-			failures++;                                   \
-			fprintf(stderr, "%s:%d: check failed: %s: ",  \
-				__FILE__, __LINE__, #cond);           \
-			fprintf(stderr, __VA_ARGS__);                 \
-			fputc('\n', stderr);                          \
-		}                                                     \
-	} while (0)
+#include "tests/check.h"
 
 static uint64_t rng_state = 0x5eed47a11ull;
 

@@ -16,19 +16,7 @@
 #include "compiler/srcmap.h"
 
 #include <openssl/evp.h>
-
-static int failures;
-
-#define CHECK(cond, ...)                                              \
-	do {                                                          \
-		if (!(cond)) {                                        \
-			failures++;                                   \
-			fprintf(stderr, "%s:%d: check failed: %s: ",  \
-				__FILE__, __LINE__, #cond);           \
-			fprintf(stderr, __VA_ARGS__);                 \
-			fputc('\n', stderr);                          \
-		}                                                     \
-	} while (0)
+#include "tests/check.h"
 
 /* xorshift64*: deterministic, seedable from the command line. */
 static uint64_t rng_state = 0x47c0ffee1234ull;

@@ -10,19 +10,7 @@
 #include "compiler/compile.h"
 #include "compiler/image.h"
 #include "compiler/plan.h"
-
-static int failures;
-
-#define CHECK(cond, ...)                                              \
-	do {                                                          \
-		if (!(cond)) {                                        \
-			failures++;                                   \
-			fprintf(stderr, "%s:%d: check failed: %s: ",  \
-				__FILE__, __LINE__, #cond);           \
-			fprintf(stderr, __VA_ARGS__);                 \
-			fputc('\n', stderr);                          \
-		}                                                     \
-	} while (0)
+#include "tests/check.h"
 
 static void check_fmt(struct sn_count c, bool sep, const char *want)
 {

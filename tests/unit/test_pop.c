@@ -25,19 +25,7 @@
 #include "compiler/eval.h"
 #include "compiler/image.h"
 #include "runtime/pop.h"
-
-static int failures, checks;
-
-#define CHECK(cond, ...)                                                   \
-	do {                                                               \
-		checks++;                                                  \
-		if (!(cond)) {                                             \
-			failures++;                                        \
-			fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-			fprintf(stderr, __VA_ARGS__);                      \
-			fputc('\n', stderr);                               \
-		}                                                          \
-	} while (0)
+#include "tests/check.h"
 
 static uint64_t rng = 0x5eed0f47ull;
 

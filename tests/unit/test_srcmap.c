@@ -15,18 +15,7 @@
 #include "compiler/arena.h"
 #include "compiler/image.h"
 #include "compiler/srcmap.h"
-
-static int failures;
-
-#define CHECK(cond, ...)                                                   \
-	do {                                                               \
-		if (!(cond)) {                                             \
-			failures++;                                        \
-			fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-			fprintf(stderr, __VA_ARGS__);                      \
-			fputc('\n', stderr);                               \
-		}                                                          \
-	} while (0)
+#include "tests/check.h"
 
 static uint64_t rng_state = 0x47c0ffee5eedull;
 
