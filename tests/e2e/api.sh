@@ -38,12 +38,6 @@ sn_defer "rm -rf '$WORK' '$STATE_DIR'"
 sn_defer "rm -rf '$PIN_ROOT'"
 sn_bpffs_mounted
 
-failures=0
-fail() {
-	echo "FAIL: $*"
-	failures=$((failures + 1))
-}
-pass() { echo "ok: $*"; }
 check() { # WHAT CMD...: pass when CMD succeeds (its stdout dropped)
 	local what=$1
 	shift

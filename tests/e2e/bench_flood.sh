@@ -30,11 +30,6 @@ done
 
 WORK=$(mktemp -d)
 sn_defer "rm -rf '$WORK'"
-failures=0
-fail() {
-	echo "FAIL: $*"
-	failures=$((failures + 1))
-}
 
 # 1. a short run (its own waits are bounded; this one bounds it again)
 "$BENCH" --gen-obj "$SN_BUILD/bench/flood_gen.bpf.o" --sentryd "$SENTRYD" \

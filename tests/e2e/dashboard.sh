@@ -35,13 +35,6 @@ sn_defer "rm -rf '$WORK' '$STATE_DIR'"
 sn_defer "rm -rf '$PIN_ROOT'"
 sn_bpffs_mounted
 
-failures=0
-fail() {
-	echo "FAIL: $*"
-	failures=$((failures + 1))
-}
-pass() { echo "ok: $*"; }
-
 # The page may use nothing from outside the daemon: hosts that run a
 # firewall often have no way out, and the API listens on loopback.
 if grep -Eq '(src|href)="(https?:)?//|@import|url\(' runtime/dashboard.html; then

@@ -31,13 +31,6 @@ sn_defer "rm -rf '$WORK' '$STATE_DIR'"
 sn_defer "rm -rf '$PIN_ROOT'"
 sn_bpffs_mounted
 
-failures=0
-fail() {
-	echo "FAIL: $*"
-	failures=$((failures + 1))
-}
-pass() { echo "ok: $*"; }
-
 sn_demo_net_up
 sn_serve "$SN_NS_SRV" "$WORK/serve.log" --tcp 22,80 --udp 53
 for ifc in srv-a srv-b; do

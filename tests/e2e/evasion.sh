@@ -45,12 +45,6 @@ sn_defer "rm -rf '$WORK' '$STATE_DIR'"
 sn_defer "rm -rf '$PIN_ROOT'"
 sn_bpffs_mounted
 
-failures=0
-fail() {
-	echo "FAIL: $*"
-	failures=$((failures + 1))
-}
-
 # ---- the network: cli-MODE (client ns) <-> srv-MODE (server ns) --------------
 for ns in "$NS_SRV" "$NS_CLI"; do
 	sn_netns "$ns"

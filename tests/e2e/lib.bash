@@ -29,6 +29,17 @@ PROBE=$SN_BUILD/tests/tools/probe
 # A short id unique to this run: names of namespaces, pin roots, state dirs.
 SN_ID=$(printf '%x%04x' "$$" "$((RANDOM % 65536))")
 
+# ---- a test's verdicts --------------------------------------------------------
+
+# fail WHAT: counted, and the script ends with exit 1 when failures > 0;
+# pass WHAT: said.  Scripts check many things and report all of them.
+failures=0
+fail() {
+	echo "FAIL: $*"
+	failures=$((failures + 1))
+}
+pass() { echo "ok: $*"; }
+
 # ---- cleanup stack -----------------------------------------------------------
 
 SN_CLEANUP=()

@@ -28,13 +28,6 @@ sn_defer "rm -rf '$WORK' '$STATE_DIR'"
 sn_defer "rm -rf '$PIN_ROOT'"
 sn_bpffs_mounted
 
-failures=0
-fail() {
-	echo "FAIL: $*"
-	failures=$((failures + 1))
-}
-pass() { echo "ok: $*"; }
-
 sn_netns "$NS"
 sn_veth "$NS" p0 "$NS" p0peer
 if ! sn_sentryd_start "$NS" "$WORK/d.log" --iface p0 --policy "$POLICY" "${ROOTS[@]}"; then

@@ -39,13 +39,6 @@ sn_defer "rm -rf '$WORK' '$STATE_DIR'"
 sn_defer "rm -rf '$PIN_ROOT'"
 sn_bpffs_mounted
 
-failures=0
-fail() {
-	echo "FAIL: $*"
-	failures=$((failures + 1))
-}
-pass() { echo "ok: $*"; }
-
 sn_demo_net_up
 sn_serve "$SN_NS_SRV" "$WORK/serve.log" --tcp 80
 sn_defer "'$SENTRYCTL' detach --iface srv-a ${ROOTS[*]}"

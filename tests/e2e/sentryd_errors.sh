@@ -35,13 +35,6 @@ sn_defer "rm -rf '$WORK' '$STATE_DIR'"
 sn_defer "rm -rf '$PIN_ROOT'"
 sn_bpffs_mounted
 
-failures=0
-fail() {
-	echo "FAIL: $*"
-	failures=$((failures + 1))
-}
-pass() { echo "ok: $*"; }
-
 # run_sentryd ARGS...: sentryd in NS (foreground); sets RC, output in
 # $WORK/out.  Bounded: a sentryd that unexpectedly starts is stopped.
 run_sentryd() {
