@@ -46,7 +46,7 @@ TEST_BINS    := $(TEST_C_SRC:tests/%.c=$(BUILD)/tests/%)
 BINS := $(BUILD)/sentry-compile $(BUILD)/sentryd $(BUILD)/sentryctl
 # bench/flood is built with everything: tests/e2e/bench_flood.sh runs it.
 BENCH_FLOOD := $(BUILD)/bench/flood $(BUILD)/bench/flood-client \
-               $(BUILD)/bench/flood_gen.bpf.o
+               $(BUILD)/bench/flood_gen.bpf.o $(BUILD)/bench/ringloss.bpf.o
 
 .PHONY: all deps test test-unit test-golden test-kernel test-e2e demo \
         test-differential \
@@ -213,7 +213,11 @@ bench-reload: $(BUILD)/bench/reload $(BUILD)/bench/compile $(BUILD)/sentryd $(BU
 $(BUILD)/bench/flood_gen.bpf.o: bench/flood_gen.bpf.c bench/flood_gen.h | $(BUILD)/bpf
 	@mkdir -p $(BUILD)/bench
 	$(CLANG) $(BPF_CFLAGS) -c -o $@ $<
-FLOOD_OBJ := $(addprefix $(BUILD)/bench/,flood.o flood_gen.o blocklist.o nscount.o)
+$(BUILD)/bench/ringloss.bpf.o: bench/ringloss.bpf.c bench/ringloss.h | $(BUILD)/bpf
+	@mkdir -p $(BUILD)/bench
+	$(CLANG) $(BPF_CFLAGS) -c -o $@ $<
+FLOOD_OBJ := $(addprefix $(BUILD)/bench/,flood.o flood_gen.o blocklist.o nscount.o \
+                                         ringloss.o pcp.o)
 $(BUILD)/bench/flood: $(FLOOD_OBJ) $(LIBRUNTIME) $(LIBCOMPILER)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lpthread
 $(BUILD)/bench/flood.o: $(SKELS)
@@ -222,6 +226,7 @@ $(BUILD)/bench/flood-client: bench/flood_client.c
 	$(CC) $(CSTD) $(WARN) -O2 -o $@ $<
 bench-flood: $(BENCH_FLOOD) $(BUILD)/sentryd $(BUILD)/tests/tools/probe
 	$(BUILD)/bench/flood --gen-obj $(BUILD)/bench/flood_gen.bpf.o \
+		--ringloss-obj $(BUILD)/bench/ringloss.bpf.o \
 		--sentryd $(BUILD)/sentryd --probe $(BUILD)/tests/tools/probe \
 		--client $(BUILD)/bench/flood-client --work $(BUILD)/bench/flood-work \
 		$(BENCH_ARGS)

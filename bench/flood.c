@@ -9,7 +9,8 @@
  *                     [--attack CIDR[,CIDR...]] [--rate R] [--gen-cpu N]
  *                     [--rx-cpu N] [--repeat N] [--spin 0|1] [--seed N]
  *                     [--verbose 0|1] [--data DIR] [--work DIR]
- *                     [--gen-obj PATH] [--sentryd PATH] [--probe PATH]
+ *                     [--pcp-high PAGES] [--gen-obj PATH]
+ *                     [--ringloss-obj PATH] [--sentryd PATH] [--probe PATH]
  *                     [--client PATH]
  *
  * Systems (--systems, default sentry,nft-netdev,nft-inet,iptables,none,
@@ -111,6 +112,18 @@
  * statistics and reports the XDP program's own ns per run; they cost
  * two clock reads per run, so the measured phases run without them.
  *
+ * Ring overflows (bench/ringloss.h): tracepoints of the whole run record
+ * every run of frames the veth's ring refused, the time the hypervisor
+ * took from the receiving vCPU and the kernel's drains of its per-CPU page
+ * list; the RING OVERFLOWS table puts each loss in the paced phase down to
+ * one of them, or to neither.
+ *
+ * Page lists (bench/pcp.h): the generator frees pages on the receiving
+ * CPU, and the kernel's default per-CPU list returns them to the zone in
+ * drains longer than the ring lasts.  --pcp-high (default 256 pages; 0
+ * leaves the machine alone) shortens the lists for the run
+ * (vm.percpu_pagelist_high_fraction, restored at exit).
+ *
  * Priorities: the NAPI thread, the server, the client and the bench are
  * SCHED_FIFO (in that order), the generator nice -20, so that other work
  * on a shared machine disturbs the numbers less; the kernel's real-time
@@ -137,6 +150,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -150,6 +164,8 @@
 #include "bench/die.h"
 #include "bench/flood_gen.h"
 #include "bench/nscount.h"
+#include "bench/pcp.h"
+#include "bench/ringloss.h"
 #include "runtime/dataplane.h"
 
 /* Labels: the flood's source classes (flood_gen.h), then the client. */
@@ -211,10 +227,10 @@ static const struct {
 #define N_SYS (sizeof(sys_info) / sizeof(sys_info[0]))
 
 struct opts {
-	const char *systems, *data, *work, *gen_obj, *sentryd, *probe, *client;
+	const char *systems, *data, *work, *gen_obj, *ringloss_obj, *sentryd, *probe, *client;
 	const char *country, *attack;
 	double seconds, stats_seconds, warmup;
-	unsigned sources, mix[3], rate, repeat;
+	unsigned sources, mix[3], rate, repeat, pcp_high;
 	uint64_t pps, seed;
 	int gen_cpu, rx_cpu;
 	bool spin, verbose;
@@ -377,6 +393,10 @@ static struct run {
 	struct ethstats wire, prot; /* wire0 in ns atk, the protected iface */
 	int cli_nl;                 /* rtnetlink in ns cli */
 	struct nftcount sink;       /* nft -i in ns host */
+	/* For the whole run. */
+	struct ringloss rl;
+	bool rl_open;
+	struct pcp_tune pcp;
 } R;
 
 static void stop_child(pid_t *pid)
@@ -446,6 +466,11 @@ static void teardown(void)
 static void on_exit_cleanup(void)
 {
 	teardown();
+	pcp_restore(&R.pcp);
+	if (R.rl_open) {
+		ringloss_close(&R.rl);
+		R.rl_open = false;
+	}
 }
 
 static void on_signal(int sig)
@@ -1009,6 +1034,7 @@ struct phase {
 	struct counters d; /* after - before */
 	struct client_res cl;
 	int retries; /* generator pauses: no page pool id free */
+	struct ringloss_sum rl; /* why frames were lost at the ring */
 };
 
 static uint64_t flood_sent(const struct counters *d)
@@ -1087,6 +1113,7 @@ static void run_phase(const struct opts *o, struct flood_gen *g, pid_t napi, boo
 	}
 	delta(&a, &b, &p->d);
 	p->secs = p->d.t;
+	ringloss_window(&R.rl, (uint64_t)(a.t * 1e9), (uint64_t)(b.t * 1e9), &p->rl);
 	p->done = true;
 	if (o->verbose)
 		fprintf(stderr, "bench/flood: phase %s: %.3f s, sent %llu = into rx %llu + "
@@ -1122,6 +1149,14 @@ static void run_system(const struct opts *o, struct flood_gen *g, enum sys_kind 
 	ethstats_open(&R.prot, ns_socket(R.host, AF_INET, SOCK_DGRAM, 0), R.ifp);
 	nftcount_start(&R.sink, R.host, RT_BENCH);
 	R.readers_up = true;
+	{
+		struct ifreq ifr = { 0 };
+
+		snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "wire0");
+		if (ioctl(R.wire.fd, SIOCGIFINDEX, &ifr))
+			die("no wire0 in %s: %s", R.atk, strerror(errno));
+		ringloss_watch(&R.rl, ifr.ifr_ifindex);
+	}
 	r->setup_ms = filter_up(o, g, k);
 	server_up(o);
 	napi = napi_thread(o); /* after the filter: XDP may renew the NAPI */
@@ -1198,8 +1233,15 @@ static void print_machine(const struct opts *o, const struct blocklist *b,
 	       (unsigned long long)g->n_sources[L_RANGES],
 	       (unsigned long long)g->n_sources[L_OUTSIDE]);
 	printf("generator on CPU%d, receiver (NAPI thread, server) on CPU%d; %.1f s per "
-	       "phase after %.1f s of flood; client %u req/s, 64 B echo\n\n",
+	       "phase after %.1f s of flood; client %u req/s, 64 B echo\n",
 	       o->gen_cpu, o->rx_cpu, o->seconds, o->warmup, o->rate);
+	if (R.pcp.changed)
+		printf("per-CPU page list of CPU%d: %ld pages (the machine's: %ld; "
+		       "vm.percpu_pagelist_high_fraction %ld for the run, %ld again at "
+		       "exit)\n\n", o->rx_cpu, R.pcp.high, R.pcp.high_before,
+		       R.pcp.fraction, R.pcp.fraction_before);
+	else
+		printf("per-CPU page lists: the machine's (--pcp-high 0)\n\n");
 }
 
 static const char *phase_name(const struct phase *p, char *buf, size_t len)
@@ -1286,6 +1328,23 @@ static void print_confusion(const struct sys_result *r, const struct phase *p, b
 		       (unsigned long long)d->rx_drops);
 }
 
+static void print_ringloss_row(const struct sys_result *r, const struct phase *p)
+{
+	const struct ringloss_sum *l = &p->rl;
+	char name[32];
+
+	printf("%-26s %-9s %8u %9llu %8.2f %9u %10u %10u %8u %9.2f %9.0f %7u %8.0f\n",
+	       r->title, phase_name(p, name, sizeof(name)), l->episodes,
+	       (unsigned long long)l->frames, (double)l->longest_ns / 1e6, l->overload,
+	       l->after_steal, l->after_drain,
+	       l->episodes - l->overload - l->after_steal - l->after_drain,
+	       (double)l->steal_ns / 1e6, (double)l->steal_max_ns / 1e3, l->drains,
+	       (double)l->drain_max_ns / 1e3);
+	if (l->lost_events)
+		printf("  note: %s: %llu episodes not reported (the observer's ring buffer "
+		       "was full)\n", r->title, (unsigned long long)l->lost_events);
+}
+
 static void print_targets(const struct sys_result *r, size_t n, int ph)
 {
 	const struct sys_result *s = NULL, *best = NULL;
@@ -1324,10 +1383,20 @@ static void print_targets(const struct sys_result *r, size_t n, int ph)
 	uint64_t ld = legit_dropped(&f->d);
 
 	printf("    zero legitimate packets dropped: %llu of %llu dropped, %llu of "
-	       "%llu requests failed: %s\n", (unsigned long long)ld,
+	       "%llu requests failed: %s", (unsigned long long)ld,
 	       (unsigned long long)f->d.cli_tx, (unsigned long long)f->cl.failed,
 	       (unsigned long long)f->cl.requests,
 	       ld == 0 && !f->cl.failed ? "MET" : "NOT MET");
+	if (ld && ph == PH_MAX)
+		printf(" (the generator outruns every receiver: the ring overflows by "
+		       "design)");
+	else if (ld)
+		printf(" (the ring overflowed %u times: %u overload, %u after host steal, "
+		       "%u after a page drain, %u neither)", f->rl.episodes, f->rl.overload,
+		       f->rl.after_steal, f->rl.after_drain,
+		       f->rl.episodes - f->rl.overload - f->rl.after_steal -
+			       f->rl.after_drain);
+	printf("\n");
 }
 
 static void print_results(const struct opts *o, const struct sys_result *r, size_t n)
@@ -1390,6 +1459,20 @@ static void print_results(const struct opts *o, const struct sys_result *r, size
 			}
 	}
 
+	printf("\nRING OVERFLOWS at %s (why frames were lost at the receiver's ring, "
+	       "before any filter; in the max phase it overflows by design; episode: "
+	       "losses less than 50 us apart; overload: an episode over 5 ms; host steal "
+	       "/ page drain: one of at least 100 us on the receiving CPU overlapped the "
+	       "episode or ended less than 300 us before it; bench/ringloss.h)\n", paced);
+	printf("%-26s %-9s %8s %9s %8s %9s %10s %10s %8s %9s %9s %7s %8s\n", "system", "flood",
+	       "episodes", "lost", "longest", "overload", "host steal", "page drain",
+	       "neither", "rx steal", "longest", "drains", "longest");
+	printf("%-26s %-9s %8s %9s %8s %9s %10s %10s %8s %9s %9s %7s %8s\n", "", "", "",
+	       "frames", "ms", "", "", "", "", "ms", "steal us", "", "us");
+	for (size_t i = 0; i < n; i++)
+		if (r[i].ph[PH_PACED].done)
+			print_ringloss_row(&r[i], &r[i].ph[PH_PACED]);
+
 	printf("\nTARGETS (issue 7)\n");
 	bool any = false;
 
@@ -1430,6 +1513,7 @@ int main(int argc, char **argv)
 		.data = "../shared/data/country-ip-blocks",
 		.work = "build/bench/flood-work",
 		.gen_obj = "build/bench/flood_gen.bpf.o",
+		.ringloss_obj = "build/bench/ringloss.bpf.o",
 		.sentryd = "build/sentryd",
 		.probe = "build/tests/tools/probe",
 		.client = "build/bench/flood-client",
@@ -1447,6 +1531,7 @@ int main(int argc, char **argv)
 		.gen_cpu = 0,
 		.rx_cpu = 1,
 		.spin = true,
+		.pcp_high = 256,
 	};
 	enum sys_kind kinds[N_SYS];
 	size_t n_kinds = 0;
@@ -1497,6 +1582,10 @@ int main(int argc, char **argv)
 			o.work = v;
 		else if (!strcmp(a, "--gen-obj"))
 			o.gen_obj = v;
+		else if (!strcmp(a, "--ringloss-obj"))
+			o.ringloss_obj = v;
+		else if (!strcmp(a, "--pcp-high"))
+			o.pcp_high = parse_unsigned(v, a);
 		else if (!strcmp(a, "--sentryd"))
 			o.sentryd = v;
 		else if (!strcmp(a, "--probe"))
@@ -1547,8 +1636,9 @@ int main(int argc, char **argv)
 			die("nft, ethtool, nsenter or %s not installed (make deps)",
 			    need[0] ? need : "-");
 	}
-	for (const char *const *p = (const char *const[]){ o.gen_obj, o.sentryd, o.probe,
-							    o.client, NULL }; *p; p++)
+	for (const char *const *p = (const char *const[]){ o.gen_obj, o.ringloss_obj,
+							    o.sentryd, o.probe, o.client,
+							    NULL }; *p; p++)
 		if (access(*p, R_OK))
 			die("missing %s: run make bench-flood", *p);
 
@@ -1593,6 +1683,10 @@ int main(int argc, char **argv)
 	write_files(&o, &bl, R.ifp);
 	flood_gen_load(&g, o.gen_obj, &bl, o.sources, o.mix, FLOOD_PORT0, FRAME_LEN,
 		       o.seed);
+	ringloss_open(&R.rl, o.ringloss_obj, o.rx_cpu);
+	R.rl_open = true;
+	if (o.pcp_high)
+		pcp_tune(&R.pcp, o.rx_cpu, o.pcp_high);
 	print_machine(&o, &bl, &g);
 
 	/* Which iptables Debian's alternatives chose, in its row's title. */

@@ -7,7 +7,10 @@
 #  2. 47Sentry passes no frame from a blocklisted source, in either flood
 #     phase, and passes frames from outside the blocklist and the
 #     client's; without a filter, blocklisted sources pass;
-#  3. the run leaves no namespace and no pin behind.
+#  3. every ring overflow of the paced phase is accounted for (RING
+#     OVERFLOWS: its causes add up to its episodes);
+#  4. the run leaves no namespace and no pin behind, and the per-CPU page
+#     list setting it changes for the run is the machine's again.
 #
 # Exit 0 pass, 77 skip (not root), 1 fail.
 set -euo pipefail
@@ -21,18 +24,22 @@ sn_install_traps
 sn_bpffs_mounted
 
 BENCH=$SN_BUILD/bench/flood
-for b in "$BENCH" "$SN_BUILD/bench/flood-client" "$SN_BUILD/bench/flood_gen.bpf.o"; do
+for b in "$BENCH" "$SN_BUILD/bench/flood-client" "$SN_BUILD/bench/flood_gen.bpf.o" \
+	"$SN_BUILD/bench/ringloss.bpf.o"; do
 	[[ -e $b ]] || { echo "missing $b: run make" >&2; exit 1; }
 done
 for t in nft ethtool; do
 	command -v "$t" >/dev/null || { echo "SKIP: $t not installed (make deps)"; exit 77; }
 done
 
+PCP_SYSCTL=/proc/sys/vm/percpu_pagelist_high_fraction
+pcp_before=$(cat "$PCP_SYSCTL")
 WORK=$(mktemp -d)
 sn_defer "rm -rf '$WORK'"
 
 # 1. a short run (its own waits are bounded; this one bounds it again)
 "$BENCH" --gen-obj "$SN_BUILD/bench/flood_gen.bpf.o" --sentryd "$SENTRYD" \
+	--ringloss-obj "$SN_BUILD/bench/ringloss.bpf.o" \
 	--probe "$PROBE" --client "$SN_BUILD/bench/flood-client" --work "$WORK" \
 	--data "$SN_REPO/../shared/data/country-ip-blocks" --systems sentry,none \
 	--seconds 0.5 --warmup 0.2 --stats-seconds 0.3 --pps 200000 --rate 500 \
@@ -43,14 +50,14 @@ sn_wait_until 120000 _sn_dead "$BENCH_PID" || fail "bench/flood still running af
 sn_stop "$BENCH_PID"
 cat "$WORK/out"
 ((SN_STOP_RC == 0)) || fail "bench/flood exited $SN_STOP_RC"
-for section in FLOOD LEGITIMATE "CONFUSION MATRIX" TARGETS; do
+for section in FLOOD LEGITIMATE "CONFUSION MATRIX" "RING OVERFLOWS" TARGETS; do
 	grep -q "^$section" "$WORK/out" || fail "no $section table"
 done
 
 # 2. the confusion matrix: "system|phase|class|sent|dropped|passed"
 awk '
 	/^CONFUSION MATRIX/ { on = 1; getline; next }
-	/^TARGETS/ { on = 0 }
+	/^RING OVERFLOWS|^TARGETS/ { on = 0 }
 	on && NF {
 		s = substr($0, 1, 26); p = substr($0, 28, 9); c = substr($0, 38, 36)
 		gsub(/^ +| +$/, "", s); gsub(/^ +| +$/, "", p); gsub(/^ +| +$/, "", c)
@@ -79,12 +86,23 @@ read -r sent _ passed <<<"$(row "47Sentry XDP native" "none" "legitimate client"
 read -r sent _ passed <<<"$(row "no filter" "200k pps" "attack, in blocklist: country list")" || true
 ((${passed:-0} > 0)) || fail "without a filter, no blocklisted frame passed"
 
-# 3. nothing left behind (the names carry the bench's pid in hex)
+# 3. ring overflows: overload + host steal + page drain + neither = episodes
+awk '/^RING OVERFLOWS/ { on = 1; getline; getline; next } on && !NF { on = 0 }
+	on { print $(NF - 10), $(NF - 7), $(NF - 6), $(NF - 5), $(NF - 4) }' "$WORK/out" >"$WORK/rl"
+[[ -s $WORK/rl ]] || fail "RING OVERFLOWS has no rows"
+while read -r ep ov st dr ne; do
+	((ov + st + dr + ne == ep)) || fail "ring overflows: $ov + $st + $dr + $ne != $ep episodes"
+done <"$WORK/rl"
+grep -q "^per-CPU page list of CPU1: 256 pages" "$WORK/out" || fail "the page list was not sized"
+
+# 4. nothing left behind (the names carry the bench's pid in hex)
 id=$(printf '%x' "$BENCH_PID")
 if ip netns list | grep -q -- "-$id\b"; then
 	fail "namespaces left: $(ip netns list | grep -- "-$id\b" | tr '\n' ' ')"
 fi
 [[ ! -e /sys/fs/bpf/47sentry-benchflood-$id ]] || fail "pins left under /sys/fs/bpf/47sentry-benchflood-$id"
+[[ $(cat "$PCP_SYSCTL") == "$pcp_before" ]] ||
+	fail "vm.percpu_pagelist_high_fraction is $(cat "$PCP_SYSCTL"), was $pcp_before"
 
 ((failures == 0)) || exit 1
 echo "bench_flood: ok"
