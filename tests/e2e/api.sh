@@ -27,16 +27,11 @@ NOTIFY_RECV=$SN_BUILD/tests/tools/notify_recv
 [[ -x $NOTIFY_RECV ]] || { echo "missing $NOTIFY_RECV: run make" >&2; exit 1; }
 
 cd "$SN_REPO"
-PIN_ROOT=/sys/fs/bpf/47sentry-api-$SN_ID
-STATE_DIR=/tmp/47sentry-api-$SN_ID
-WORK=$(mktemp -d /tmp/47sentry-api-work.XXXXXX)
 PORT=9747
 API=127.0.0.1:$PORT
 
 sn_install_traps
-sn_defer "rm -rf '$WORK' '$STATE_DIR'"
-sn_defer "rm -rf '$PIN_ROOT'"
-sn_bpffs_mounted
+sn_daemon_dirs api
 
 check() { # WHAT CMD...: pass when CMD succeeds (its stdout dropped)
 	local what=$1

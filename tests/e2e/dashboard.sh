@@ -24,16 +24,11 @@ for t in chromium chromedriver curl jq; do
 done
 
 cd "$SN_REPO"
-PIN_ROOT=/sys/fs/bpf/47sentry-dash-$SN_ID
-STATE_DIR=/tmp/47sentry-dash-$SN_ID
-WORK=$(mktemp -d /tmp/47sentry-dash-work.XXXXXX)
 ARTIFACTS=$SN_BUILD/test-artifacts
 API=http://127.0.0.1:9747
 
 sn_install_traps
-sn_defer "rm -rf '$WORK' '$STATE_DIR'"
-sn_defer "rm -rf '$PIN_ROOT'"
-sn_bpffs_mounted
+sn_daemon_dirs dash
 
 # The page may use nothing from outside the daemon: hosts that run a
 # firewall often have no way out, and the API listens on loopback.

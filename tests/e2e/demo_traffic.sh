@@ -21,15 +21,10 @@ sn_require_build
 
 cd "$SN_REPO"
 POLICY=policies/demo.sentry
-PIN_ROOT=/sys/fs/bpf/47sentry-e2e-$SN_ID
-STATE_DIR=/tmp/47sentry-e2e-$SN_ID
-WORK=$(mktemp -d /tmp/47sentry-e2e-work.XXXXXX)
 TIMEOUT_MS=800
 
 sn_install_traps
-sn_defer "rm -rf '$WORK' '$STATE_DIR'"
-sn_defer "rm -rf '$PIN_ROOT'"
-sn_bpffs_mounted
+sn_daemon_dirs e2e
 
 sn_demo_net_up
 sn_serve "$SN_NS_SRV" "$WORK/serve.log" --tcp 22,80 --udp 53

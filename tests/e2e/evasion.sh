@@ -32,18 +32,13 @@ for b in "$SENDFRAME" "$RECVFRAME"; do
 done
 
 cd "$SN_REPO"
-PIN_ROOT=/sys/fs/bpf/47sentry-ev-$SN_ID
-STATE_DIR=/tmp/47sentry-ev-$SN_ID
-WORK=$(mktemp -d /tmp/47sentry-ev-work.XXXXXX)
 NS_SRV=sn-evs-$SN_ID
 NS_CLI=sn-evc-$SN_ID
 MODES=(native generic)
 WAIT_MS=2000 # for one frame to be counted
 
 sn_install_traps
-sn_defer "rm -rf '$WORK' '$STATE_DIR'"
-sn_defer "rm -rf '$PIN_ROOT'"
-sn_bpffs_mounted
+sn_daemon_dirs ev
 
 # ---- the network: cli-MODE (client ns) <-> srv-MODE (server ns) --------------
 for ns in "$NS_SRV" "$NS_CLI"; do

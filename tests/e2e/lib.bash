@@ -96,6 +96,20 @@ sn_bpffs_mounted() {
 	mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
 }
 
+# sn_daemon_dirs TAG: where a test's sentryd keeps its state, unique to the
+# run and removed on exit (after sn_install_traps): PIN_ROOT (bpffs,
+# mounted if need be), STATE_DIR, a scratch WORK, and ROOTS, the two as
+# sentryd/sentryctl options.
+sn_daemon_dirs() {
+	PIN_ROOT=/sys/fs/bpf/47sentry-$1-$SN_ID
+	STATE_DIR=/tmp/47sentry-$1-$SN_ID
+	WORK=$(mktemp -d "/tmp/47sentry-$1-work.XXXXXX")
+	ROOTS=(--pin-root "$PIN_ROOT" --state-dir "$STATE_DIR")
+	sn_defer "rm -rf '$WORK' '$STATE_DIR'"
+	sn_defer "rm -rf '$PIN_ROOT'"
+	sn_bpffs_mounted
+}
+
 # ---- waiting and processes -------------------------------------------------
 
 # sn_wait_until TIMEOUT_MS CMD...: poll CMD every 50 ms; 0 when it succeeded.

@@ -17,16 +17,10 @@ sn_require_build
 cd "$SN_REPO"
 COMPILER=$SN_BUILD/sentry-compile
 POLICY=policies/demo.sentry
-PIN_ROOT=/sys/fs/bpf/47sentry-plan-$SN_ID
-STATE_DIR=/tmp/47sentry-plan-$SN_ID
-WORK=$(mktemp -d /tmp/47sentry-plan-work.XXXXXX)
 NS=sn-plan-$SN_ID
-ROOTS=(--pin-root "$PIN_ROOT" --state-dir "$STATE_DIR")
 
 sn_install_traps
-sn_defer "rm -rf '$WORK' '$STATE_DIR'"
-sn_defer "rm -rf '$PIN_ROOT'"
-sn_bpffs_mounted
+sn_daemon_dirs plan
 
 sn_netns "$NS"
 sn_veth "$NS" p0 "$NS" p0peer

@@ -28,16 +28,10 @@ sn_require_root
 sn_require_build
 
 cd "$SN_REPO"
-PIN_ROOT=/sys/fs/bpf/47sentry-reload-$SN_ID
-STATE_DIR=/tmp/47sentry-reload-$SN_ID
-WORK=$(mktemp -d /tmp/47sentry-reload-work.XXXXXX)
-ROOTS=(--pin-root "$PIN_ROOT" --state-dir "$STATE_DIR")
 TIMEOUT_MS=300
 
 sn_install_traps
-sn_defer "rm -rf '$WORK' '$STATE_DIR'"
-sn_defer "rm -rf '$PIN_ROOT'"
-sn_bpffs_mounted
+sn_daemon_dirs reload
 
 sn_demo_net_up
 sn_serve "$SN_NS_SRV" "$WORK/serve.log" --tcp 80

@@ -32,17 +32,11 @@ sn_require_root
 sn_require_build
 
 cd "$SN_REPO"
-PIN_ROOT=/sys/fs/bpf/47sentry-restart-$SN_ID
-STATE_DIR=/tmp/47sentry-restart-$SN_ID
-WORK=$(mktemp -d /tmp/47sentry-restart-work.XXXXXX)
-ROOTS=(--pin-root "$PIN_ROOT" --state-dir "$STATE_DIR")
 FLOOD=$SN_BUILD/tests/tools/flood
 COUNT=$SN_BUILD/tests/tools/countframes
 
 sn_install_traps
-sn_defer "rm -rf '$WORK' '$STATE_DIR'"
-sn_defer "rm -rf '$PIN_ROOT'"
-sn_bpffs_mounted
+sn_daemon_dirs restart
 
 sn_demo_net_up
 sn_serve "$SN_NS_SRV" "$WORK/serve.log" --tcp 80

@@ -24,16 +24,10 @@ sn_require_build
 
 cd "$SN_REPO"
 POLICY=policies/demo.sentry
-PIN_ROOT=/sys/fs/bpf/47sentry-err-$SN_ID
-STATE_DIR=/tmp/47sentry-err-$SN_ID
-WORK=$(mktemp -d /tmp/47sentry-err-work.XXXXXX)
 NS=sn-err-$SN_ID
-ROOTS=(--pin-root "$PIN_ROOT" --state-dir "$STATE_DIR")
 
 sn_install_traps
-sn_defer "rm -rf '$WORK' '$STATE_DIR'"
-sn_defer "rm -rf '$PIN_ROOT'"
-sn_bpffs_mounted
+sn_daemon_dirs err
 
 # run_sentryd ARGS...: sentryd in NS (foreground); sets RC, output in
 # $WORK/out.  Bounded: a sentryd that unexpectedly starts is stopped.
