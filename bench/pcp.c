@@ -27,12 +27,16 @@ static long read_long(const char *path)
 	return v;
 }
 
-static void write_long(const char *path, long v)
+/* 0, or -1 with errno set. */
+static int write_long(const char *path, long v)
 {
 	FILE *f = fopen(path, "w");
+	int bad;
 
-	if (!f || fprintf(f, "%ld\n", v) < 0 || fclose(f))
-		die("cannot write %ld to %s: %s", v, path, strerror(errno));
+	if (!f)
+		return -1;
+	bad = fprintf(f, "%ld\n", v) < 0;
+	return fclose(f) || bad ? -1 : 0;
 }
 
 /*
@@ -82,7 +86,8 @@ void pcp_tune(struct pcp_tune *t, int cpu, unsigned pages)
 	if (t->fraction < MIN_FRACTION)
 		t->fraction = MIN_FRACTION;
 	t->changed = true; /* from here on, exit restores */
-	write_long(SYSCTL, t->fraction);
+	if (write_long(SYSCTL, t->fraction))
+		die("cannot write %ld to %s: %s", t->fraction, SYSCTL, strerror(errno));
 	/* What the kernel sets the list to (zoneinfo shows it only once the
 	 * list has shrunk), at least its floor of 4 batches. */
 	t->high = managed / t->fraction / (node_cpus > 0 ? node_cpus : 1);
@@ -90,14 +95,11 @@ void pcp_tune(struct pcp_tune *t, int cpu, unsigned pages)
 
 void pcp_restore(struct pcp_tune *t)
 {
-	FILE *f;
-
 	if (!t->changed)
 		return;
 	t->changed = false;
 	/* Not die(): this runs from the exit handler. */
-	f = fopen(SYSCTL, "w");
-	if (!f || fprintf(f, "%ld\n", t->fraction_before) < 0 || fclose(f))
+	if (write_long(SYSCTL, t->fraction_before))
 		fprintf(stderr, "bench/flood: could not restore %s to %ld: %s\n", SYSCTL,
 			t->fraction_before, strerror(errno));
 }

@@ -120,7 +120,8 @@ void ringloss_window(struct ringloss *r, uint64_t t0_ns, uint64_t t1_ns,
 	ring_buffer__consume(r->rb);
 	if (bpf_map_lookup_elem(r->bss_fd, &zero, &st))
 		die("ringloss: cannot read its state: %s", strerror(errno));
-	out->lost_events = st.lost_events;
+	out->lost_events = st.lost_events - r->lost_seen;
+	r->lost_seen = st.lost_events;
 	extra[0] = open_event(&st.loss, RINGLOSS_LOSS);
 	extra[1] = open_event(&st.drain, RINGLOSS_DRAIN);
 
@@ -171,6 +172,14 @@ void ringloss_window(struct ringloss *r, uint64_t t0_ns, uint64_t t1_ns,
 			out->frames_drain += e->amount;
 		}
 	}
+	/* Windows come in order: what ended too early to explain a loss
+	 * after t1 is done with, so later windows do not scan it again. */
+	size_t kept = 0;
+
+	for (size_t i = 0; i < r->n; i++)
+		if (r->ev[i].end_ns + CAUSE_LEAD_NS >= t1_ns)
+			r->ev[kept++] = r->ev[i];
+	r->n = kept;
 }
 
 void ringloss_close(struct ringloss *r)

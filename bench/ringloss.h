@@ -75,8 +75,9 @@ struct ringloss {
 	struct bpf_link *links[3];
 	struct ring_buffer *rb;
 	int bss_fd, conf_fd;
-	struct ringloss_event *ev; /* every episode reported so far */
+	struct ringloss_event *ev; /* episodes that may still matter */
 	size_t n, cap;
+	uint64_t lost_seen;        /* lost_events at the last window */
 };
 
 /* Why the ring overflowed in one window. */
@@ -87,7 +88,7 @@ struct ringloss_sum {
 	uint64_t steal_ns, steal_max_ns; /* host steal on the rx CPU */
 	unsigned drains;                 /* page-list drains reported */
 	uint64_t drain_max_ns;
-	uint64_t lost_events;
+	uint64_t lost_events;            /* in this window */
 };
 
 /* Load obj and attach it, watching rx_cpu.  Dies on failure. */
@@ -95,7 +96,8 @@ void ringloss_open(struct ringloss *r, const char *obj, int rx_cpu);
 /* The interface the generator sends out of (its ifindex, in its own
  * namespace): losses elsewhere are not counted. */
 void ringloss_watch(struct ringloss *r, int ifindex);
-/* Attribute the loss episodes that started in [t0_ns, t1_ns): one longer
+/* Attribute the loss episodes that started in [t0_ns, t1_ns) (windows in
+ * time order; earlier episodes are forgotten): one longer
  * than 5 ms is overload (the receiver did not keep up); a shorter one is
  * put down to host steal (first) or to a page drain when one of at least
  * 100 us overlaps it or ends less than a ring's worth (300 us) before it;
